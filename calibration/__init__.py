@@ -1,0 +1,1 @@
+"""From characterisation data to fitted device models and programming tables."""
