@@ -1,0 +1,86 @@
+"""Safety limits of a 1T1R bench, validated before anything is sent.
+
+Every public programming operation of a :class:`~drivers.array.CrossbarArray` (and every
+instrument driver) checks its arguments against a :class:`SafetyLimits` first; a violation
+raises :class:`~drivers.errors.SafetyLimitError` naming the value and the allowed range, and
+nothing reaches the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from drivers.errors import SafetyLimitError
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Absolute limits for one bench (all SI units).
+
+    Attributes:
+        max_v_pulse: largest |voltage| of a SET/RESET/forming pulse on the bit/source line, V.
+        max_v_gate: largest gate (word-line) voltage, V.
+        max_v_read: largest |read voltage|, V (reads must not disturb the cell).
+        max_compliance: largest current compliance, A.
+        max_width: longest pulse width, s.
+        min_width: shortest pulse width the pulse source can make, s.
+    """
+
+    max_v_pulse: float = 5.0
+    max_v_gate: float = 3.3
+    max_v_read: float = 0.3
+    max_compliance: float = 1e-3
+    max_width: float = 1e-3
+    min_width: float = 1e-8
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"SafetyLimits.{f.name} must be a positive finite number, got {value!r}")
+        if self.min_width > self.max_width:
+            raise ValueError(
+                f"SafetyLimits.min_width={self.min_width:.3e} s exceeds max_width={self.max_width:.3e} s"
+            )
+
+    def check_abs(self, name: str, value: float | np.ndarray, limit: float, unit: str) -> None:
+        """Raise :class:`SafetyLimitError` unless every ``|value| <= limit`` and is finite."""
+        arr = np.asarray(value, dtype=float)
+        if arr.size == 0:
+            return
+        if not np.all(np.isfinite(arr)):
+            raise SafetyLimitError(f"{name} must be finite, got {value!r}")
+        worst = float(np.max(np.abs(arr)))
+        if worst > limit:
+            raise SafetyLimitError(f"{name}={worst:.6g} {unit} outside the allowed range [-{limit:.6g}, {limit:.6g}] {unit}")
+
+    def check_range(self, name: str, value: float | np.ndarray, low: float, high: float, unit: str) -> None:
+        """Raise :class:`SafetyLimitError` unless ``low <= value <= high`` element-wise."""
+        arr = np.asarray(value, dtype=float)
+        if arr.size == 0:
+            return
+        if not np.all(np.isfinite(arr)):
+            raise SafetyLimitError(f"{name} must be finite, got {value!r}")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < low or hi > high:
+            bad = lo if lo < low else hi
+            raise SafetyLimitError(f"{name}={bad:.6g} {unit} outside the allowed range [{low:.6g}, {high:.6g}] {unit}")
+
+    def check_pulse(self, v_pulse: float | np.ndarray, width: float | np.ndarray) -> None:
+        """Check a pulse amplitude (V) and width (s)."""
+        self.check_abs("v_pulse", v_pulse, self.max_v_pulse, "V")
+        self.check_range("width", width, self.min_width, self.max_width, "s")
+
+    def check_gate(self, v_gate: float | np.ndarray) -> None:
+        """Check a gate voltage (V); gates are driven with 0 <= V_G <= max_v_gate."""
+        self.check_range("v_gate", v_gate, 0.0, self.max_v_gate, "V")
+
+    def check_read(self, v_read: float) -> None:
+        """Check a read voltage (V)."""
+        self.check_abs("v_read", v_read, self.max_v_read, "V")
+
+    def check_compliance(self, compliance: float | np.ndarray) -> None:
+        """Check a current compliance (A); it must be positive."""
+        self.check_range("compliance", compliance, 1e-12, self.max_compliance, "A")

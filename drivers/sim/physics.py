@@ -1,0 +1,259 @@
+"""Vectorised physics of a 1T1R memristor array.
+
+The model keeps, per cell (flat arrays of length ``rows * cols``):
+
+* the conductance at the last programming event ``g_prog`` (S) and its time ``t_prog`` (s);
+* whether the cell is formed, and its own forming voltage (V);
+* fixed device-to-device factors for the LRS and the HRS;
+* a stuck-at state (0 healthy, +1 stuck in LRS, -1 stuck in HRS);
+* SET / RESET / forming counts, and the number of cycles after which the cell wears out.
+
+Operations act on flat index arrays, never on one cell at a time:
+
+* **Forming**: the first SET needs ``v_pulse >= v_form`` (per cell); it forms the filament and
+  sets the cell to the LRS of the compliance in force.
+* **SET under compliance** ``I_C`` (from the gate voltage through the access transistor): the
+  LRS conductance is log-normal about ``d2d * I_C / V0`` with a relative spread
+  ``sigma_lrs_ref * (i_ref / I_C) ** sigma_lrs_exp`` that grows as ``I_C`` falls. A pulse moves
+  the conductance a fraction ``1 - exp(-width/tau_set * exp((v_pulse - v_set_thr)/v_set_slope))``
+  of the way to that LRS (partial SET, used by ISPP). A SET never lowers the conductance.
+* **RESET to V_STOP**: the HRS resistance is log-normal about
+  ``r_hrs0 * exp(|V_STOP| / hrs_v)``; a pulse moves ``ln G`` a fraction (same kinetics form,
+  own constants) of the way to it (partial RESET). A RESET never raises the conductance.
+* **Read** at ``v_read``: relative noise ``sigma_read * sqrt(1 ms / aperture)`` plus a current
+  noise floor.
+* **Relaxation**: ``G(t) = g_prog * exp(L * (drift_relax + sigma_relax * z))`` with
+  ``L = ln(1 + (t - t_prog) / t_relax0)`` and a per-programming standard normal ``z``: a spread
+  that grows with log(time) after programming.
+* **Endurance**: a cell whose SET+RESET count reaches its own (log-normal) endurance sticks in
+  the state it is in. A fraction of cells is stuck from fabrication.
+
+All randomness comes from one seeded :class:`numpy.random.Generator`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from drivers.technology import Transistor
+
+#: Stuck-at codes.
+HEALTHY, STUCK_LRS, STUCK_HRS = 0, 1, -1
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    """Physical parameters of a 1T1R technology (SI units). See the module docstring."""
+
+    name: str
+    transistor: Transistor
+    # SET / LRS
+    v0: float  # V; LRS conductance ~ I_C / v0
+    sigma_lrs_ref: float  # relative LRS spread at i_ref (cycle-to-cycle, one SET)
+    i_ref: float  # A
+    sigma_lrs_exp: float  # spread ~ (i_ref / I_C) ** exp
+    v_set_thr: float  # V; SET amplitude at which the switching rate is 1/tau_set
+    v_set_slope: float  # V per e-fold of the SET rate
+    tau_set: float  # s
+    # RESET / HRS
+    r_hrs0: float  # ohm; HRS median extrapolated to |V_STOP| = 0
+    hrs_v: float  # V per e-fold of HRS resistance with |V_STOP|
+    sigma_hrs: float  # ln-units, log-normal HRS spread
+    v_reset_thr: float  # V (magnitude)
+    v_reset_slope: float  # V per e-fold
+    tau_reset: float  # s
+    sigma_kinetics: float  # ln-units, cycle-to-cycle spread of the switching rate
+    # forming
+    v_form: float  # V, median forming voltage
+    sigma_form: float  # V, device-to-device spread of the forming voltage
+    g_pristine: float  # S, conductance before forming
+    # read
+    sigma_read: float  # relative read noise at 1 ms aperture
+    i_noise_floor: float  # A, additive current noise (one sigma)
+    # relaxation
+    sigma_relax: float  # ln-units per unit of ln(1 + t/t0)
+    drift_relax: float  # mean ln drift per unit of ln(1 + t/t0)
+    t_relax0: float  # s
+    # variability and defects
+    sigma_d2d: float  # ln-units, device-to-device LRS factor
+    sigma_d2d_hrs: float  # ln-units, device-to-device HRS factor
+    p_stuck_lrs: float  # fraction of cells stuck in LRS from fabrication
+    p_stuck_hrs: float  # fraction stuck in HRS (never form)
+    g_stuck_lrs: float  # S, conductance of a stuck-LRS cell
+    endurance_median: float  # SET+RESET cycles
+    sigma_endurance: float  # ln-units
+    g_mid: float  # S; above this a worn-out cell sticks in LRS, below it in HRS
+
+    def lrs_spread(self, compliance: np.ndarray) -> np.ndarray:
+        """Relative (ln-unit) cycle-to-cycle LRS spread at compliance ``compliance`` (A)."""
+        ic = np.maximum(np.asarray(compliance, dtype=float), 1e-12)
+        return np.minimum(self.sigma_lrs_ref * (self.i_ref / ic) ** self.sigma_lrs_exp, 2.0)
+
+    def hrs_median(self, v_stop: np.ndarray) -> np.ndarray:
+        """Median HRS resistance (ohm) after a full RESET to ``v_stop`` (V)."""
+        return self.r_hrs0 * np.exp(np.abs(np.asarray(v_stop, dtype=float)) / self.hrs_v)
+
+    def to_dict(self) -> dict:
+        """JSON-ready parameters (for the run store's configuration)."""
+        return asdict(self)
+
+
+class ArrayPhysics:
+    """State and dynamics of a (rows, cols) 1T1R array. Vectorised over flat indices.
+
+    Args:
+        params: the technology's :class:`DeviceParams`.
+        shape: (rows, cols).
+        seed: seed of the model's random generator (device variability and noise).
+    """
+
+    def __init__(self, params: DeviceParams, shape: tuple[int, int], seed: int | None = 0) -> None:
+        self.params = params
+        self.shape = (int(shape[0]), int(shape[1]))
+        n = self.shape[0] * self.shape[1]
+        self.rng = np.random.default_rng(seed)
+        rng, p = self.rng, params
+        self.t = 0.0
+        self.d2d = np.exp(p.sigma_d2d * rng.standard_normal(n) - 0.5 * p.sigma_d2d**2)
+        self.d2d_hrs = np.exp(p.sigma_d2d_hrs * rng.standard_normal(n))
+        self.v_form_cell = p.v_form + p.sigma_form * rng.standard_normal(n)
+        self.endurance = p.endurance_median * np.exp(p.sigma_endurance * rng.standard_normal(n))
+        u = rng.random(n)
+        self.stuck = np.zeros(n, dtype=np.int8)
+        self.stuck[u < p.p_stuck_lrs] = STUCK_LRS
+        self.stuck[(u >= p.p_stuck_lrs) & (u < p.p_stuck_lrs + p.p_stuck_hrs)] = STUCK_HRS
+        self.v_form_cell[self.stuck == STUCK_HRS] = np.inf
+        self.formed = self.stuck == STUCK_LRS
+        self.g_prog = np.where(self.stuck == STUCK_LRS, p.g_stuck_lrs, p.g_pristine * self.d2d_hrs)
+        self.t_prog = np.zeros(n)
+        self.z_relax = np.zeros(n)
+        self.n_set = np.zeros(n, dtype=np.int64)
+        self.n_reset = np.zeros(n, dtype=np.int64)
+        self.n_form = np.zeros(n, dtype=np.int64)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def n_cells(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def all_indices(self) -> np.ndarray:
+        return np.arange(self.n_cells)
+
+    def advance(self, seconds: float) -> None:
+        """Advance the model clock by ``seconds`` (s)."""
+        if seconds < 0:
+            raise ValueError("time cannot run backwards")
+        self.t += seconds
+
+    def conductance(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """True conductance (S) at the model clock, including relaxation; shape of ``idx``."""
+        idx = self.all_indices() if idx is None else idx
+        p = self.params
+        elapsed = np.maximum(self.t - self.t_prog[idx], 0.0)
+        lnt = np.log1p(elapsed / p.t_relax0)
+        return self.g_prog[idx] * np.exp(lnt * (p.drift_relax + p.sigma_relax * self.z_relax[idx]))
+
+    def programming_events(self) -> np.ndarray:
+        """SET + RESET + forming events per cell, shape (rows, cols)."""
+        return (self.n_set + self.n_reset + self.n_form).reshape(self.shape)
+
+    def _commit(self, idx: np.ndarray, g_old: np.ndarray, g_new: np.ndarray) -> None:
+        """Store new conductances where they changed and restart their relaxation."""
+        changed = g_new != g_old
+        cells = idx[changed]
+        self.g_prog[cells] = g_new[changed]
+        self.t_prog[cells] = self.t
+        self.z_relax[cells] = self.rng.standard_normal(cells.size)
+
+    def _wear(self, idx: np.ndarray) -> None:
+        """Cells that reached their endurance stick in the state they are in."""
+        worn = (self.n_set[idx] + self.n_reset[idx] >= self.endurance[idx]) & (self.stuck[idx] == HEALTHY)
+        if np.any(worn):
+            cells = idx[worn]
+            high = self.conductance(cells) >= self.params.g_mid
+            self.stuck[cells] = np.where(high, STUCK_LRS, STUCK_HRS)
+
+    def _switch_fraction(self, v: np.ndarray, width: float, thr: float, slope: float, tau: float) -> np.ndarray:
+        """Fraction of the way to the target state that one pulse travels (0..1)."""
+        p = self.params
+        rate = (width / tau) * np.exp((np.abs(v) - thr) / slope)
+        rate = rate * np.exp(p.sigma_kinetics * self.rng.standard_normal(np.shape(v)))
+        return -np.expm1(-rate)
+
+    def _lrs_sample(self, idx: np.ndarray, compliance: np.ndarray) -> np.ndarray:
+        """One draw of the compliance-limited LRS conductance (S) for each cell in ``idx``."""
+        p = self.params
+        s = p.lrs_spread(compliance)
+        z = self.rng.standard_normal(idx.size)
+        return self.d2d[idx] * compliance / p.v0 * np.exp(s * z - 0.5 * s**2)
+
+    # ------------------------------------------------------------------ operations
+    def form(self, idx: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
+        """Forming pulse: cells with ``v_pulse >= v_form`` form into the LRS of the compliance."""
+        self.n_form[idx] += 1
+        self._set_or_form(idx, v_gate, v_pulse, width)
+
+    def set(self, idx: np.ndarray, v_gate: np.ndarray, v_pulse: np.ndarray, width: float) -> None:
+        """SET pulse of ``v_pulse`` (V), ``width`` (s) under the compliance of ``v_gate`` (V)."""
+        self.n_set[idx] += 1
+        self._set_or_form(idx, v_gate, v_pulse, width)
+        self._wear(idx)
+
+    def _set_or_form(self, idx: np.ndarray, v_gate: np.ndarray, v_pulse: np.ndarray, width: float) -> None:
+        p = self.params
+        v_gate = np.broadcast_to(np.asarray(v_gate, dtype=float), idx.shape)
+        v_pulse = np.broadcast_to(np.asarray(v_pulse, dtype=float), idx.shape)
+        g_old = self.conductance(idx)
+        healthy = self.stuck[idx] == HEALTHY
+        newly_formed = healthy & ~self.formed[idx] & (v_pulse >= self.v_form_cell[idx])
+        self.formed[idx[newly_formed]] = True
+        can_switch = healthy & self.formed[idx]
+        compliance = p.transistor.compliance(v_gate)
+        g_lrs = self._lrs_sample(idx, compliance)
+        frac = self._switch_fraction(v_pulse, width, p.v_set_thr, p.v_set_slope, p.tau_set)
+        frac = np.where(newly_formed, 1.0, frac)
+        grow = can_switch & (g_lrs > g_old) & (compliance > 0)
+        g_new = np.where(grow, g_old + frac * (g_lrs - g_old), g_old)
+        self._commit(idx, g_old, g_new)
+
+    def reset(self, idx: np.ndarray, v_stop: np.ndarray, v_gate: np.ndarray, width: float) -> None:
+        """RESET pulse to ``v_stop`` (V, negative) of ``width`` (s).
+
+        ``v_gate`` is accepted for symmetry; the transistor is assumed fully on during RESET.
+        """
+        p = self.params
+        v_stop = np.broadcast_to(np.asarray(v_stop, dtype=float), idx.shape)
+        self.n_reset[idx] += 1
+        g_old = self.conductance(idx)
+        can_switch = (self.stuck[idx] == HEALTHY) & self.formed[idx]
+        r_hrs = p.hrs_median(v_stop) * self.d2d_hrs[idx] * np.exp(p.sigma_hrs * self.rng.standard_normal(idx.size))
+        ln_target = -np.log(r_hrs)
+        frac = self._switch_fraction(v_stop, width, p.v_reset_thr, p.v_reset_slope, p.tau_reset)
+        ln_old = np.log(g_old)
+        shrink = can_switch & (ln_target < ln_old)
+        g_new = np.where(shrink, np.exp(ln_old + frac * (ln_target - ln_old)), g_old)
+        self._commit(idx, g_old, g_new)
+        self._wear(idx)
+
+    def read(self, idx: np.ndarray, v_read: float, aperture: float = 1e-3) -> np.ndarray:
+        """Measured conductance (S) of cells ``idx`` at ``v_read`` (V) with ``aperture`` (s)."""
+        p = self.params
+        g = self.conductance(idx)
+        rel = p.sigma_read * np.sqrt(1e-3 / aperture)
+        noise_g = p.i_noise_floor * np.sqrt(1e-3 / aperture) / abs(v_read)
+        return g * (1.0 + rel * self.rng.standard_normal(idx.size)) + noise_g * self.rng.standard_normal(idx.size)
+
+    def mvm(self, x: np.ndarray, v_read: float, aperture: float = 1e-3) -> np.ndarray:
+        """Column currents (A) for row amplitudes ``x`` (shape (..., rows)) scaled by ``v_read`` (V).
+
+        Kirchhoff summation on the columns with the true conductances, plus read noise on each
+        column current.
+        """
+        p = self.params
+        g = self.conductance().reshape(self.shape)
+        current = (np.asarray(x, dtype=float) * v_read) @ g
+        rel = p.sigma_read * np.sqrt(1e-3 / aperture)
+        scale = np.sqrt(((np.asarray(x, dtype=float) * v_read) ** 2) @ (g**2)) * rel + p.i_noise_floor
+        return current + scale * self.rng.standard_normal(current.shape)
