@@ -130,19 +130,22 @@ class RunStore:
             flush_interval: seconds between automatic flushes.
         """
         p = check_writable(path, overwrite)
+        attrs = {
+            "schema_version": SCHEMA_VERSION,
+            "package_version": __version__,
+            "config": _json(config),
+            "backend": backend,
+            "instruments": _json(instruments or {}),
+            "seed": -1 if seed is None else int(seed),
+            "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "status": "running",
+        }
         try:
             f = h5py.File(p, "w", libver="latest")
         except OSError as exc:
             raise StoreError(f"cannot create run file {str(p)!r}: {exc}") from exc
         try:
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["package_version"] = __version__
-            f.attrs["config"] = _json(config)
-            f.attrs["backend"] = backend
-            f.attrs["instruments"] = _json(instruments or {})
-            f.attrs["seed"] = -1 if seed is None else int(seed)
-            f.attrs["start_time"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
-            f.attrs["status"] = "running"
+            f.attrs.update(attrs)
             f.create_dataset(
                 "ops", shape=(0,), maxshape=(None,), dtype=OP_DTYPE,
                 chunks=(_OPS_CHUNK,), compression="gzip", compression_opts=4, shuffle=True,
