@@ -1,0 +1,230 @@
+"""Configuration of a metaplastic sequential-task run: TOML -> validated, typed objects.
+
+Every field is checked before anything is touched; a bad field raises :class:`ConfigError`
+naming the field, the value and the allowed range. See ``examples/metaplastic-*.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from hil.learning.metaplastic import META_UNITS
+from hil.mapping import MAPPINGS
+
+
+class ConfigError(ValueError):
+    """A configuration field is missing, unknown, or outside its allowed range."""
+
+
+SEQUENCES = ("mnist-fmnist", "pmnist")
+BACKENDS = ("sim", "software")
+SOURCES = ("auto", "full", "bundled")
+RULES = ("metaplastic", "plain")
+TECHNOLOGIES = ("hfo2", "siox")
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    sequence: str = "mnist-fmnist"
+    n_tasks: int = 2  # pmnist only
+    epochs: tuple[int, ...] = (10, 10)
+    train_limit: int = 0  # 0: all training examples of each task
+    test_limit: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    source: str = "auto"
+    data_dir: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    hidden: tuple[int, ...] = (1024,)
+    init_scale: float = 0.1
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    rule: str = "metaplastic"
+    m_star: float = 4.0
+    unit: str = "interval"
+    lr: float = 0.01
+    lr_bn: float = 0.01
+    batch_size: int = 100
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    backend: str = "sim"
+    technology: str = "hfo2"
+    mapping: str = "offset-reference"
+    levels_uS: tuple[float, ...] = ()  # empty: the technology's nominal levels
+    tolerance: float = 0.05
+    max_pulses: int = 20
+    program_every: int = 1
+    refresh_tolerance: float = 0.10
+    log_ops: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "metaplastic"
+    seed: int = 0
+    out: str = "metaplastic.h5"
+    overwrite: bool = False
+    checkpoint_every_epoch: bool = True
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": "metaplastic", **asdict(self)}
+
+    @property
+    def task_names(self) -> list[str]:
+        if self.tasks.sequence == "mnist-fmnist":
+            return ["mnist", "fashion-mnist"]
+        return [f"pmnist-{k}" for k in range(self.tasks.n_tasks)]
+
+
+_SECTIONS = {"tasks": TasksConfig, "dataset": DatasetConfig, "network": NetworkConfig,
+             "learning": LearningConfig, "device": DeviceConfig}
+
+
+def _bad(field_name: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{field_name} = {value!r} is not allowed; allowed: {allowed}")
+
+
+def _num(name: str, v: Any, lo: float, hi: float, integer: bool = False, lo_open: bool = False) -> None:
+    ok_type = isinstance(v, int) and not isinstance(v, bool) if integer else isinstance(v, (int, float)) and not isinstance(v, bool)
+    if not ok_type or not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
+        kind = "an integer" if integer else "a number"
+        left = "(" if lo_open else "["
+        raise _bad(name, v, f"{kind} in {left}{lo:g}, {hi:g}]")
+
+
+def _choice(name: str, v: Any, options: tuple[str, ...] | list[str]) -> None:
+    if v not in options:
+        raise _bad(name, v, f"one of {list(options)}")
+
+
+def _section(cls: type, prefix: str, data: dict[str, Any]) -> Any:
+    if not isinstance(data, dict):
+        raise _bad(prefix, data, "a table")
+    known = {f.name: f for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown field {prefix}.{key}; known fields: {sorted(known)}")
+    kwargs = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> RunConfig:
+    """Validate a configuration mapping (as read from TOML) into a :class:`RunConfig`."""
+    data = dict(data)
+    data.pop("experiment", None) if data.get("experiment") in ("metaplastic", None) else _choice(
+        "experiment", data.get("experiment"), ["metaplastic"])
+    top = {}
+    sections = {}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            sections[key] = _section(_SECTIONS[key], key, value)
+        elif key in {f.name for f in fields(RunConfig)}:
+            top[key] = value
+        else:
+            raise ConfigError(f"unknown field {key}; known: {sorted([f.name for f in fields(RunConfig)])}")
+    cfg = RunConfig(**top, **sections)
+    validate(cfg)
+    if base_dir is not None and not Path(cfg.out).is_absolute():
+        pass  # output paths are relative to the working directory, as on a command line
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise :class:`ConfigError` for the first field outside its allowed range."""
+    if not isinstance(cfg.name, str) or not cfg.name:
+        raise _bad("name", cfg.name, "a non-empty string")
+    _num("seed", cfg.seed, 0, 2**63 - 1, integer=True)
+    if not isinstance(cfg.out, str) or not cfg.out.endswith((".h5", ".hdf5")):
+        raise _bad("out", cfg.out, "a file name ending in .h5 or .hdf5")
+    for name in ("overwrite", "checkpoint_every_epoch"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise _bad(name, getattr(cfg, name), "true or false")
+    t = cfg.tasks
+    _choice("tasks.sequence", t.sequence, SEQUENCES)
+    _num("tasks.n_tasks", t.n_tasks, 2, 20, integer=True)
+    n_tasks = 2 if t.sequence == "mnist-fmnist" else t.n_tasks
+    if not isinstance(t.epochs, tuple) or len(t.epochs) != n_tasks:
+        raise _bad("tasks.epochs", list(t.epochs) if isinstance(t.epochs, tuple) else t.epochs,
+                   f"a list of {n_tasks} epoch counts (one per task)")
+    for k, e in enumerate(t.epochs):
+        _num(f"tasks.epochs[{k}]", e, 1, 1000, integer=True)
+    _num("tasks.train_limit", t.train_limit, 0, 60000, integer=True)
+    _num("tasks.test_limit", t.test_limit, 0, 10000, integer=True)
+    _choice("dataset.source", cfg.dataset.source, SOURCES)
+    if not isinstance(cfg.dataset.data_dir, str):
+        raise _bad("dataset.data_dir", cfg.dataset.data_dir, "a directory path string (\"\" = $HIL_DATA_DIR)")
+    n = cfg.network
+    if not isinstance(n.hidden, tuple) or len(n.hidden) < 1:
+        raise _bad("network.hidden", n.hidden, "a list of 1 or more hidden-layer widths")
+    for k, h in enumerate(n.hidden):
+        _num(f"network.hidden[{k}]", h, 1, 16384, integer=True)
+    _num("network.init_scale", n.init_scale, 0, 10, lo_open=True)
+    lcfg = cfg.learning
+    _choice("learning.rule", lcfg.rule, RULES)
+    _num("learning.m_star", lcfg.m_star, 0, 100)
+    _choice("learning.unit", lcfg.unit, META_UNITS)
+    _num("learning.lr", lcfg.lr, 0, 1, lo_open=True)
+    _num("learning.lr_bn", lcfg.lr_bn, 0, 1, lo_open=True)
+    _num("learning.batch_size", lcfg.batch_size, 1, 10000, integer=True)
+    d = cfg.device
+    _choice("device.backend", d.backend, BACKENDS)
+    _choice("device.technology", d.technology, TECHNOLOGIES)
+    _choice("device.mapping", d.mapping, sorted(MAPPINGS))
+    if not isinstance(d.levels_uS, tuple):
+        raise _bad("device.levels_uS", d.levels_uS, "a list of ascending conductances in uS")
+    for k, g in enumerate(d.levels_uS):
+        _num(f"device.levels_uS[{k}]", g, 1, 1000, lo_open=False)
+    if d.levels_uS and (len(d.levels_uS) < 2 or any(b <= a for a, b in zip(d.levels_uS, d.levels_uS[1:]))):
+        raise _bad("device.levels_uS", list(d.levels_uS), "at least 2 strictly ascending values (uS)")
+    if d.mapping == "differential-pair" and d.levels_uS and len(d.levels_uS) % 2:
+        raise _bad("device.levels_uS", list(d.levels_uS), "an even number of levels for the differential pair")
+    _num("device.tolerance", d.tolerance, 0.001, 0.5)
+    _num("device.max_pulses", d.max_pulses, 1, 1000, integer=True)
+    _num("device.program_every", d.program_every, 1, 100000, integer=True)
+    _num("device.refresh_tolerance", d.refresh_tolerance, 0.001, 10)
+    if not isinstance(d.log_ops, bool):
+        raise _bad("device.log_ops", d.log_ops, "true or false")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML experiment file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, path.parent)
+
+
+def config_from_dict(stored: dict[str, Any]) -> RunConfig:
+    """Rebuild a :class:`RunConfig` from the JSON stored in a run file (for resume)."""
+    return parse_config(stored)

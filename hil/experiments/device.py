@@ -1,0 +1,180 @@
+"""The weights of a QNN held in memristor arrays: program changed levels, read back, cache.
+
+One array per layer (shape from the mapping, e.g. (n_in, n_out) for an offset reference). The
+host keeps a cache of the *measured* conductances; the forward pass uses them, mapped back to
+weights (:mod:`hil.mapping`).
+
+Programming and read-back policy (stated, configurable):
+
+* **Initialisation**: every cell is formed, then every weight is programmed to its level by
+  program-and-verify. Cells that fail (stuck from fabrication, unformable) are marked defective
+  and never programmed again; their measured value (clamped by the mapping) is used.
+* **During training**: the learner reports which weights changed level. Those cells are
+  accumulated and programmed by program-and-verify (``mask`` = the changed, non-defective
+  cells) every ``program_every`` minibatches (1 = after every step). The final verify reads of
+  the program-and-verify report replace those cells' cached conductances: the re-programmed
+  cells are read back at every programming.
+* **Every epoch** (drift / relaxation policy): the whole array is read; the cache becomes that
+  read, and cells whose read lies outside ``refresh_tolerance`` of their level's target are
+  re-programmed (and re-read).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from drivers.array import CrossbarArray
+from hil.program import program_verify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProgrammingPolicy:
+    """Program-and-verify and read-back settings.
+
+    Attributes:
+        tolerance: relative program-and-verify tolerance.
+        max_pulses: pulse cap per cell and programming.
+        program_every: minibatches between programmings of the changed cells.
+        refresh_tolerance: relative deviation at the epoch read that triggers a re-program.
+        v0: V; first gate guess from ``I_C = G * v0`` (the 1T1R LRS law), minus ``gate_backoff``.
+        gate_backoff: V below the estimated gate to start the IGVVA ramp.
+        strategy: program-and-verify strategy name.
+    """
+
+    tolerance: float = 0.05
+    max_pulses: int = 20
+    program_every: int = 1
+    refresh_tolerance: float = 0.10
+    v0: float = 0.4
+    gate_backoff: float = 0.02
+    strategy: str = "igvva"
+
+
+class DeviceWeights:
+    """Layer weights stored in arrays, with the cached measured conductances.
+
+    Args:
+        arrays: one array per layer, shapes ``mapping.array_shape(n_in, n_out)``.
+        mapping: weight <-> conductance mapping.
+        policy: :class:`ProgrammingPolicy`.
+    """
+
+    def __init__(self, arrays: list[CrossbarArray], mapping, policy: ProgrammingPolicy) -> None:
+        self.arrays = arrays
+        self.mapping = mapping
+        self.policy = policy
+        self.g_cache: list[np.ndarray] = [np.full(a.shape, np.nan) for a in arrays]
+        self.defective: list[np.ndarray] = [np.zeros(a.shape, bool) for a in arrays]
+        self.pending: list[np.ndarray] = [np.zeros(a.shape, bool) for a in arrays]
+        #: program-and-verify sessions per cell after initialisation (level changes + refreshes)
+        self.reprogrammed: list[np.ndarray] = [np.zeros(a.shape, np.int32) for a in arrays]
+        self._weights: list[np.ndarray] = [np.zeros(0, np.float32)] * len(arrays)
+        self.programmings = 0  # program-and-verify calls
+        self.cells_programmed = 0
+        self.pulses = 0
+        self.failures = 0
+
+    # ------------------------------------------------------------------ programming
+    def _first_guess(self, array: CrossbarArray, targets: np.ndarray) -> np.ndarray:
+        g = np.nan_to_num(targets, nan=array.technology.g_window[0])
+        return array.technology.transistor.gate_for(g * self.policy.v0) - self.policy.gate_backoff
+
+    def _program(self, layer: int, level_idx: np.ndarray, cells: np.ndarray) -> None:
+        array = self.arrays[layer]
+        cells = cells & ~self.defective[layer]
+        n = int(cells.sum())
+        if n == 0:
+            return
+        targets = np.where(cells, self.mapping.targets(level_idx), np.nan)
+        report = program_verify(
+            array, targets, tolerance=self.policy.tolerance, strategy=self.policy.strategy,
+            max_pulses=self.policy.max_pulses, mask=cells, first_guess=self._first_guess(array, targets),
+        )
+        self.g_cache[layer][cells] = report.g_final[cells]
+        self.reprogrammed[layer][cells] += 1
+        self.programmings += 1
+        self.cells_programmed += n
+        self.pulses += int(report.pulses[cells].sum())
+        self.failures += int((cells & ~report.success).sum())
+        self._weights[layer] = self.mapping.to_weight(self.g_cache[layer])
+
+    def initialise(self, level_idx: list[np.ndarray]) -> None:
+        """Form every cell, program every weight, mark the cells that fail as defective."""
+        for layer, (array, idx) in enumerate(zip(self.arrays, level_idx)):
+            array.form(None)
+            everything = np.ones(array.shape, bool)
+            targets = self.mapping.targets(idx)
+            report = program_verify(
+                array, targets, tolerance=self.policy.tolerance, strategy=self.policy.strategy,
+                max_pulses=self.policy.max_pulses, first_guess=self._first_guess(array, targets),
+            )
+            self.g_cache[layer] = np.array(report.g_final)
+            self.defective[layer] = ~report.success
+            self.programmings += 1
+            self.cells_programmed += array.size
+            self.pulses += int(report.pulses.sum())
+            self._weights[layer] = self.mapping.to_weight(self.g_cache[layer])
+            log.info("layer %d: %d cells programmed, yield %.4f", layer, everything.sum(), report.yield_)
+
+    def update(self, step: int, level_idx: list[np.ndarray], changed: list[np.ndarray]) -> None:
+        """Record the weights that changed level; program the pending cells every ``program_every`` steps."""
+        for layer, ch in enumerate(changed):
+            self.pending[layer] |= self.mapping.cell_mask(ch)
+        if (step + 1) % self.policy.program_every == 0:
+            self.flush(level_idx)
+
+    def flush(self, level_idx: list[np.ndarray]) -> None:
+        """Program every pending cell now."""
+        for layer in range(len(self.arrays)):
+            if self.pending[layer].any():
+                self._program(layer, level_idx[layer], self.pending[layer])
+                self.pending[layer][:] = False
+
+    def reread(self, level_idx: list[np.ndarray]) -> int:
+        """Read every cell into the cache; re-program cells drifted beyond ``refresh_tolerance``.
+
+        Returns the number of cells re-programmed.
+        """
+        refreshed = 0
+        for layer, array in enumerate(self.arrays):
+            g = array.read(None)
+            self.g_cache[layer] = g
+            targets = self.mapping.targets(level_idx[layer])
+            drifted = (np.abs(g - targets) > self.policy.refresh_tolerance * targets) & ~self.defective[layer]
+            refreshed += int(drifted.sum())
+            self._weights[layer] = self.mapping.to_weight(g)
+            if drifted.any():
+                self._program(layer, level_idx[layer], drifted)
+        return refreshed
+
+    # ------------------------------------------------------------------ access
+    def weights(self) -> list[np.ndarray]:
+        """Weights from the measured conductances, float32, one (n_in, n_out) array per layer."""
+        return self._weights
+
+    def programming_events(self) -> list[np.ndarray]:
+        """Programming operations (SET + RESET + forming pulses) per cell, per layer array."""
+        return [a.programming_events() for a in self.arrays]
+
+    def state(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for l in range(len(self.arrays)):
+            out[f"g_cache{l}"] = self.g_cache[l]
+            out[f"defective{l}"] = self.defective[l]
+            out[f"reprogrammed{l}"] = self.reprogrammed[l]
+        out["counters"] = np.array([self.programmings, self.cells_programmed, self.pulses, self.failures], np.int64)
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for l in range(len(self.arrays)):
+            self.g_cache[l] = np.array(state[f"g_cache{l}"])
+            self.defective[l] = np.array(state[f"defective{l}"], dtype=bool)
+            self.reprogrammed[l] = np.array(state[f"reprogrammed{l}"], dtype=np.int32)
+            self.pending[l][:] = False
+            self._weights[l] = self.mapping.to_weight(self.g_cache[l])
+        self.programmings, self.cells_programmed, self.pulses, self.failures = (int(v) for v in state["counters"])
