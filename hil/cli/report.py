@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="draw a run's figures as PNG")
     p.add_argument("run_file", type=Path, metavar="RUN.h5")
     p.add_argument("--out-dir", type=Path, help="directory for the PNG files (default: beside the run file)")
+    p.add_argument("--with", dest="others", type=Path, nargs="+", default=[], metavar="RUN.h5",
+                   help="further runs drawn in the same figures (metaplastic runs: plain baseline, m* sweep)")
     p.set_defaults(func=run)
 
 
@@ -36,8 +39,14 @@ def read_report(reader, out_dir: Path, stem: str) -> list[Path]:
     return [figures.heat_map(out_dir / f"{stem}_map.png", g, f"read at t = {t:.0f} s")]
 
 
+def metaplastic_report(reader, out_dir: Path, stem: str, others=()) -> list[Path]:
+    from hil.experiments.metaplastic_figures import metaplastic_report as build
+
+    return build(reader, out_dir, stem, list(others))
+
+
 #: Figure builders by the ``command`` recorded in a run's configuration.
-REPORTS = {"program": program_report, "read": read_report}
+REPORTS = {"program": program_report, "read": read_report, "metaplastic": metaplastic_report}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +58,14 @@ def run(args: argparse.Namespace) -> int:
         builder = REPORTS.get(kind)
         if builder is None:
             raise ValueError(f"no report for runs of kind {kind!r}; known: {sorted(REPORTS)}")
-        paths = builder(reader, out_dir, args.run_file.stem)
+        if args.others:
+            if kind != "metaplastic":
+                raise ValueError("--with is only for metaplastic runs")
+            with contextlib.ExitStack() as stack:
+                others = [stack.enter_context(open_run(p)) for p in args.others]
+                paths = builder(reader, out_dir, args.run_file.stem, others)
+        else:
+            paths = builder(reader, out_dir, args.run_file.stem)
     for path in paths:
         print(path)
     return 0
