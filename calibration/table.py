@@ -215,6 +215,9 @@ class LevelTable:
                 f.attrs["fit"] = self.fit
                 f.attrs["units"] = json.dumps({"g_target": "S", "i_c": "A", "v_gate": "V", "v_gate_first": "V",
                                                "v_stop": "V", "sigma": "ln", "g_median": "S", "v_read": "V"})
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -286,7 +289,7 @@ def build_table(
     fit: Any,
     targets: np.ndarray,
     *,
-    margin: float = 1.5,
+    margin: float = 0.5,
     v_stop: float | None = None,
     source: str | None = None,
     min_cells: int = MIN_CELLS,

@@ -151,7 +151,7 @@ class CharacterisationPlan:
         """Progress steps of :func:`characterise` (one per array-wide operation group)."""
         c = conditions
         k = c["cycles"]
-        return (1 + len(c["form_steps"]) + 1 + len(c["iv_v_gate"]) * (len(c["iv_v_set"]) + len(c["iv_v_reset"]))
+        return (1 + len(c["form_steps"]) + len(c["iv_v_gate"]) * (len(c["iv_v_set"]) + len(c["iv_v_reset"]))
                 + len(c["lrs_v_gate"]) * k + len(c["hrs_v_stop"]) * k + 1 + len(c["relax_times"]))
 
 
