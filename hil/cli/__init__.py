@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from hil import __version__
-from hil.cli import info, program, read, report
+from hil.cli import calibrate, info, program, read, report
 
 #: Subcommand modules, in the order ``hil --help`` lists them.
-COMMANDS = [info, program, read, report]
+COMMANDS = [info, program, read, report, calibrate]
 
 
 def build_parser() -> argparse.ArgumentParser:
