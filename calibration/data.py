@@ -161,6 +161,12 @@ class CharacterisationData:
         _ascending("relax_t", t)
         _check_shape("relax_g", self.relax_g, (t.size, n))
 
+        healthy = int(np.count_nonzero(~self.excluded_mask()))
+        if healthy < MIN_CELLS:
+            raise CalibrationDataError(
+                f"only {healthy} of {n} cells are usable (the rest never formed, were pre-formed or did "
+                f"not switch); need at least {MIN_CELLS}"
+            )
         for name in ("g_pristine", "lrs_g_reset", "hrs_g_set", "noise_g", "relax_g"):
             arr = np.asarray(getattr(self, name), dtype=float)
             usable = arr[..., ~self.excluded_mask()] if arr.shape[-1] == n else arr
@@ -178,12 +184,6 @@ class CharacterisationData:
                     f"{name} condition {k} has only {int(per_condition[k])} cells that switched in every "
                     f"cycle; need at least {MIN_CELLS}"
                 )
-        healthy = int(np.count_nonzero(~self.excluded_mask()))
-        if healthy < MIN_CELLS:
-            raise CalibrationDataError(
-                f"only {healthy} of {n} cells are usable (the rest never formed, were pre-formed or did "
-                f"not switch); need at least {MIN_CELLS}"
-            )
 
     def preformed_mask(self) -> np.ndarray:
         """Cells seen conductive before forming, bool (N,)."""

@@ -347,12 +347,15 @@ def condition_stats(data: CharacterisationData) -> dict[str, Any]:
 
     Keys: ``lrs_i_c`` (A), ``lrs_mean_g``/``lrs_median_g`` (S), ``lrs_mu_r``/``lrs_sigma_r``
     (ohm; mean and standard deviation of the LRS resistance, Fig. 2d-e), ``lrs_sigma_ln``
-    (ln-unit spread of all samples, cycle-to-cycle and device-to-device combined), ``lrs_n``;
+    (ln-unit spread of all samples, cycle-to-cycle and device-to-device combined), ``lrs_n``
+    (cells that switched at that I_C);
     the same for HRS per V_STOP; median SET/RESET switching voltages of the I-V loops.
     """
     use = ~data.excluded_mask()
-    lrs = np.asarray(data.lrs_g, dtype=float)[..., use].reshape(len(data.lrs_i_c), -1)
-    hrs = np.asarray(data.hrs_g, dtype=float)[..., use].reshape(len(data.hrs_v_stop), -1)
+    lrs_cube = np.asarray(data.lrs_g, dtype=float)[..., use]
+    hrs_cube = np.asarray(data.hrs_g, dtype=float)[..., use]
+    lrs = lrs_cube.reshape(len(data.lrs_i_c), -1)
+    hrs = hrs_cube.reshape(len(data.hrs_v_stop), -1)
     out: dict[str, Any] = {"lrs_i_c": np.asarray(data.lrs_i_c, float).tolist(),
                            "lrs_v_gate": np.asarray(data.lrs_v_gate, float).tolist(),
                            "hrs_v_stop": np.asarray(data.hrs_v_stop, float).tolist()}
@@ -361,10 +364,10 @@ def condition_stats(data: CharacterisationData) -> dict[str, Any]:
     out["lrs_mu_r"] = np.nanmean(1 / lrs, axis=1).tolist()
     out["lrs_sigma_r"] = np.nanstd(1 / lrs, axis=1, ddof=1).tolist()
     out["lrs_sigma_ln"] = np.nanstd(np.log(lrs), axis=1, ddof=1).tolist()
-    out["lrs_n"] = np.isfinite(lrs).sum(axis=1).tolist()
+    out["lrs_n"] = np.isfinite(lrs_cube).any(axis=1).sum(axis=-1).tolist()  # cells that switched
     out["hrs_median_r"] = np.exp(np.nanmedian(-np.log(hrs), axis=1)).tolist()
     out["hrs_sigma_ln"] = np.nanstd(np.log(hrs), axis=1, ddof=1).tolist()
-    out["hrs_n"] = np.isfinite(hrs).sum(axis=1).tolist()
+    out["hrs_n"] = np.isfinite(hrs_cube).any(axis=1).sum(axis=-1).tolist()
     out.update(switching_voltages(data))
     return out
 
