@@ -70,9 +70,7 @@ def heat_map(path: Path, g_map: np.ndarray, title: str) -> Path:
     us = g_map * 1e6
     finite = us[np.isfinite(us)]
     vmin, vmax = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_over("red")
-    cmap.set_under("black")
+    cmap = plt.get_cmap("viridis").with_extremes(over="red", under="black")
     im = ax.imshow(us, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
     fig.colorbar(im, ax=ax, extend="both", label="conductance (µS); red/black: beyond the 0.5-99.5 % range")
     ax.set_xlabel("bit line (column)")
