@@ -90,7 +90,7 @@ module maxpool_thresh_regs #(
     wire        do_write = s_axi_awvalid && s_axi_wvalid && !s_axi_bvalid && !s_axi_awready;
     wire [ADDR_W-1:0] waddr = s_axi_awaddr;
     wire        wvref = (waddr >= 12'h100) && (waddr < 12'h100 + 4*MAX_FILTERS);
-    wire [6:0]  widx  = waddr[8:2];
+    wire [5:0]  widx  = waddr[7:2];
     wire [31:0] status_word = {21'd0, err_config, err_late, err_early, 6'd0, st_discarding, st_busy};
 
     integer i;
@@ -166,7 +166,7 @@ module maxpool_thresh_regs #(
     reg [31:0] rmux;
     wire [ADDR_W-1:0] raddr = s_axi_araddr;
     wire        rvref = (raddr >= 12'h100) && (raddr < 12'h100 + 4*MAX_FILTERS);
-    wire [6:0]  ridx  = raddr[8:2];
+    wire [5:0]  ridx  = raddr[7:2];
     always @(*) begin
         rmux = 32'd0;
         if (rvref) begin
