@@ -97,7 +97,8 @@ def random_case(rng: np.random.Generator, g: Geometry, n: int) -> tuple[np.ndarr
     # Mix in narrow-range frames so that V_REF sits inside the distribution of window maxima.
     frames[::2] = rng.integers(-300, 300, size=frames[::2].shape)
     vref = rng.integers(-200, 400, size=g.num_filters)
-    vref[: min(2, g.num_filters)] = [CODE_MAX, CODE_MIN][: min(2, g.num_filters)]
+    if g.num_filters >= 6:          # the extremes: never / always exceeded
+        vref[:2] = [CODE_MAX, CODE_MIN]
     return frames.astype(np.int16), vref.astype(np.int16)
 
 
@@ -111,7 +112,8 @@ GEOMETRIES = [
     Geometry(9, 9, 8, pool_h=3, pool_w=3),                  # the paper's 3x3 pooling on 9x9
     Geometry(6, 7, 5, pool_h=2, pool_w=3, stride_h=3, stride_w=3),  # gaps between windows
     Geometry.global_pool(5, 4, 7),                          # one bit per filter
-    Geometry(3, 4, 1, pool_h=1, pool_w=1),                  # no pooling, F = 1 (forwarding)
+    Geometry(3, 4, 2, pool_h=1, pool_w=1),                  # no pooling
+    Geometry(4, 7, 1, pool_h=2, pool_w=3),                  # F = 1: back-to-back same address
     Geometry(4, 4, 64, pool_h=2, pool_w=2),                 # all 64 filters
 ]
 
