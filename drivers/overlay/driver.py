@@ -262,8 +262,10 @@ class MaxPoolOverlay(_OverlayBase):
         status = self.ip.status
         if status & regmap.STATUS_ERR_MASK:
             self.ip.clear_errors()
+            self._frames_reg = 0             # rewrite FRAMES on the next call
             raise OverlayError(f"maxpool_thresh reported errors, STATUS={status:#x}")
         if got != dst.nbytes:
+            self._frames_reg = 0
             raise OverlayError(f"S2MM received {got} bytes, expected {dst.nbytes}")
         words = np.array(dst, dtype=np.uint32).reshape(n, g.words_per_frame)
         return unpack_feature_maps(words, g)
