@@ -103,7 +103,7 @@ def hwh_text() -> str:
         f'BASEVALUE="{IP_BASE:#010X}" HIGHNAME="C_S_AXI_CTRL_HIGHADDR" '
         f'HIGHVALUE="{IP_BASE + IP_RANGE - 1:#010X}" INSTANCE="maxpool_thresh_0" IS_DATA="TRUE" '
         'IS_INSTRUCTION="TRUE" MASTERBUSINTERFACE="M_AXI_GP0" MEMTYPE="REGISTER" '
-        'SLAVEBUSINTERFACE="S_AXI_CTRL"/>\n'
+        'SLAVEBUSINTERFACE="s_axi_ctrl"/>\n'
         "      </MEMORYMAP>\n"
         "    </MODULE>\n"
     ).replace("0X", "0x")
@@ -156,7 +156,7 @@ def hwh_text() -> str:
         f'INSTANCE="maxpool_thresh_0" IPTYPE="PERIPHERAL" IS_ENABLE="1" MODCLASS="PERIPHERAL" '
         f'MODTYPE="{name}" VLNV="{regmap.VLNV}">\n'
         '      <ADDRESSBLOCKS>\n'
-        f'        <ADDRESSBLOCK ACCESS="read-write" INTERFACE="S_AXI_CTRL" NAME="Reg" '
+        f'        <ADDRESSBLOCK ACCESS="read-write" INTERFACE="s_axi_ctrl" NAME="Reg" '
         f'RANGE="{IP_RANGE}" USAGE="register">\n'
         '          <REGISTERS>\n'
         + _ip_registers()
@@ -167,11 +167,11 @@ def hwh_text() -> str:
                    "C_S_AXI_CTRL_BASEADDR": f"{IP_BASE:#010x}",
                    "C_S_AXI_CTRL_HIGHADDR": f"{IP_BASE + IP_RANGE - 1:#010x}"})
         + "      <BUSINTERFACES>\n"
-        + _bus("S_AXI_CTRL", "SLAVE", AXIMM, "ps7_0_axi_periph_M01_AXI",
+        + _bus("s_axi_ctrl", "SLAVE", AXIMM, "ps7_0_axi_periph_M01_AXI",
                {"PROTOCOL": "AXI4LITE"})
-        + _bus("S_AXIS", "SLAVE", AXIS, "axis_dwidth_converter_0_M_AXIS",
+        + _bus("s_axis", "SLAVE", AXIS, "axis_dwidth_converter_0_M_AXIS",
                {"TDATA_NUM_BYTES": "2", "HAS_TLAST": "1"})
-        + _bus("M_AXIS", "MASTER", AXIS, "maxpool_thresh_0_M_AXIS",
+        + _bus("m_axis", "MASTER", AXIS, "maxpool_thresh_0_M_AXIS",
                {"TDATA_NUM_BYTES": "4", "HAS_TLAST": "1"})
         + "      </BUSINTERFACES>\n"
         "    </MODULE>\n"

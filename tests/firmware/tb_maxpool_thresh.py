@@ -20,6 +20,7 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFra
                            AxiStreamSink, AxiStreamSource)
 
 from drivers.overlay import regmap
+from drivers.overlay.ip_model import MaxPoolThreshModel
 from drivers.overlay.reference import CODE_MAX, CODE_MIN, Geometry, reference_words
 
 SEED = int(os.environ.get("TB_SEED", "1234"))
@@ -100,6 +101,23 @@ def random_case(rng: np.random.Generator, g: Geometry, n: int) -> tuple[np.ndarr
     if g.num_filters >= 6:          # the extremes: never / always exceeded
         vref[:2] = [CODE_MAX, CODE_MIN]
     return frames.astype(np.int16), vref.astype(np.int16)
+
+
+def model_words(g: Geometry, vref: np.ndarray, frames: int, values: np.ndarray,
+                pool_w_override: int | None = None) -> list[int]:
+    """Output of the register-level IP model (the simulated pynq.Device's) for one packet."""
+    m = MaxPoolThreshModel()
+    for off, val in ((regmap.WIDTH, g.width), (regmap.HEIGHT, g.height),
+                     (regmap.NUM_FILTERS, g.num_filters), (regmap.POOL_W, g.pool_w),
+                     (regmap.POOL_H, g.pool_h), (regmap.STRIDE_W, g.stride_w),
+                     (regmap.STRIDE_H, g.stride_h), (regmap.FRAMES, frames),
+                     (regmap.CTRL, regmap.CTRL_ENABLE)):
+        m.write(off, val)
+    for f, v in enumerate(vref):
+        m.write(regmap.vref_offset(f), int(v))
+    m.push(values, tlast=True)
+    m.step(room_words=1 << 20)
+    return [w for w, _ in m.pop_words(1 << 20)]
 
 
 def random_pauses(rng: random.Random, p: float):
@@ -207,6 +225,7 @@ async def test_early_tlast_resync(dut):
     expected0 = reference_words(frames[:1], vref, g)[0]
     assert np.array_equal(words[: g.words_per_frame], expected0)
     assert len(words) == g.words_per_frame + 1         # the closing (partial) word
+    assert words.tolist() == model_words(g, vref, 2, frames.reshape(-1)[:cut])
     status = await h.read(regmap.STATUS)
     assert status & regmap.STATUS_ERR_EARLY_TLAST
     assert not status & regmap.STATUS_BUSY
@@ -216,6 +235,17 @@ async def test_early_tlast_resync(dut):
     await h.send(frames)
     assert np.array_equal(await h.recv_words(), reference_words(frames, vref, g).reshape(-1))
     assert (await h.read(regmap.STATUS)) & regmap.STATUS_ERR_MASK == 0
+    # every kind of cut point (before any window closes, on window ends, at a frame end, in the
+    # trailing values no window uses) agrees with the simulated device's IP model
+    g3 = Geometry(5, 5, 2, pool_h=2, pool_w=2)          # row 4 and column 4 unused
+    frames3, vref3 = random_case(rng, g3, 3)
+    await h.configure(g3, vref3, 3)
+    vpf = g3.values_per_frame
+    for cut in (1, 7, 12, 32, vpf - 3, vpf, vpf + 19, 2 * vpf):
+        await h.send(frames3.reshape(-1)[:cut])
+        words = await h.recv_words()
+        assert words.tolist() == model_words(g3, vref3, 3, frames3.reshape(-1)[:cut]), cut
+    await h.write(regmap.STATUS, regmap.STATUS_ERR_MASK)
 
 
 @cocotb.test()
