@@ -25,6 +25,6 @@ TESTCASES = [
 def test_rtl_matches_reference(tmp_path_factory: pytest.TempPathFactory) -> None:
     """All cocotb tests run in one simulator process and every one must pass."""
     build = tmp_path_factory.mktemp("maxpool_thresh_sim")
-    ntests, nfailed = run_testbench(build, testcase=TESTCASES, extra_env={"TB_SEED": "20240601"})
+    ntests, nfailed = run_testbench(build, testcases=TESTCASES, extra_env={"TB_SEED": "20240601"})
     assert ntests == len(TESTCASES), f"expected {len(TESTCASES)} cocotb tests, ran {ntests}"
     assert nfailed == 0, f"{nfailed} of {ntests} cocotb tests failed (see the log above)"
