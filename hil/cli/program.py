@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.table import LevelTable, default_table
 from hil.cli.common import add_backend_options, make_sim_array, parse_shape, progress_bar
 from hil.program import STRATEGIES, program_verify, validate_targets
 from hil.store import RunStore, check_writable
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pulses", type=int, default=200, help="per-cell pulse cap (default 200)")
     p.add_argument("--verify-band", type=float, default=0.5,
                    help="verify window as a fraction of the tolerance (default 0.5)")
+    p.add_argument("--table", metavar="FILE.h5|default",
+                   help="calibration level table for the IGVVA first guess ('default': the shipped table)")
     add_backend_options(p)
     p.add_argument("--no-form", action="store_true", help="skip forming (cells already formed)")
     p.add_argument("--out", type=Path, default=Path("run.h5"), help="run file (default run.h5)")
@@ -75,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         if args.shape is None:
             raise ValueError("--levels needs --shape ROWSxCOLS")
         shape = args.shape
+    table = None
+    if args.table is not None:
+        if args.strategy != "igvva":
+            raise ValueError(f"--table gives gate voltages (IGVVA first guesses); it needs --strategy igvva, not {args.strategy}")
+        table = default_table(args.sim) if args.table == "default" else LevelTable.load(args.table)
+        if table.technology != args.sim:
+            raise ValueError(f"--table {args.table!r} is for technology {table.technology!r}, the array is {args.sim!r}")
     check_writable(args.out, args.overwrite)
 
     array = make_sim_array(args, shape)
@@ -87,11 +97,14 @@ def run(args: argparse.Namespace) -> int:
             "tolerance": args.tolerance, "strategy": args.strategy, "max_pulses": args.max_pulses,
             "verify_band": args.verify_band, "levels": args.levels,
             "targets_file": str(args.targets) if args.targets else None, "form": not args.no_form,
+            "table": args.table,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
                              instruments=array.identity(), overwrite=args.overwrite) as store:
             array.add_listener(store.append_ops)
             store.snapshot("targets", targets, array.bench_time)
+            if table is not None:
+                store.save_calibration(*table.to_store())
             if not args.no_form:
                 array.form()
             n = int(np.count_nonzero(~np.isnan(targets)))
@@ -99,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 report = program_verify(
                     array, targets, tolerance=args.tolerance, strategy=args.strategy,
                     max_pulses=args.max_pulses, verify_band=args.verify_band, progress=update,
+                    first_guess=None if table is None else table.first_guess_map(targets),
                 )
             store.snapshot("verify", report.g_verify, array.bench_time)
             store.snapshot("final", report.g_final, array.bench_time)
