@@ -71,6 +71,7 @@ class DeviceConfig:
     levels_uS: tuple[float, ...] = ()  # empty: the technology's nominal levels
     tolerance: float = 0.05
     max_pulses: int = 20
+    init_max_pulses: int = 100
     program_every: int = 1
     refresh_tolerance: float = 0.10
     log_ops: bool = True
@@ -207,6 +208,7 @@ def validate(cfg: RunConfig) -> None:
         raise _bad("device.levels_uS", list(d.levels_uS), "an even number of levels for the differential pair")
     _num("device.tolerance", d.tolerance, 0.001, 0.5)
     _num("device.max_pulses", d.max_pulses, 1, 1000, integer=True)
+    _num("device.init_max_pulses", d.init_max_pulses, 1, 1000, integer=True)
     _num("device.program_every", d.program_every, 1, 100000, integer=True)
     _num("device.refresh_tolerance", d.refresh_tolerance, 0.001, 10)
     if not isinstance(d.log_ops, bool):

@@ -7,13 +7,15 @@ weights (:mod:`hil.mapping`).
 Programming and read-back policy (stated, configurable):
 
 * **Initialisation**: every cell is formed, then every weight is programmed to its level by
-  program-and-verify. Cells that fail (stuck from fabrication, unformable) are marked defective
-  and never programmed again; their measured value (clamped by the mapping) is used.
+  program-and-verify with a generous pulse cap (``init_max_pulses``). Cells that still fail
+  (stuck from fabrication, unformable) are marked defective and never programmed again; their
+  measured value (clamped by the mapping) is used.
 * **During training**: the learner reports which weights changed level. Those cells are
   accumulated and programmed by program-and-verify (``mask`` = the changed, non-defective
   cells) every ``program_every`` minibatches (1 = after every step). The final verify reads of
   the program-and-verify report replace those cells' cached conductances: the re-programmed
-  cells are read back at every programming.
+  cells are read back at every programming. Cells that miss the tolerance within
+  ``max_pulses`` stay pending and are programmed again at the next programming.
 * **Every epoch** (drift / relaxation policy): the whole array is read; the cache becomes that
   read, and cells whose read lies outside ``refresh_tolerance`` of their level's target are
   re-programmed (and re-read).
@@ -38,7 +40,8 @@ class ProgrammingPolicy:
 
     Attributes:
         tolerance: relative program-and-verify tolerance.
-        max_pulses: pulse cap per cell and programming.
+        max_pulses: pulse cap per cell and programming during training.
+        init_max_pulses: pulse cap of the initial programming (decides which cells are defective).
         program_every: minibatches between programmings of the changed cells.
         refresh_tolerance: relative deviation at the epoch read that triggers a re-program.
         v0: V; first gate guess from ``I_C = G * v0`` (the 1T1R LRS law), minus ``gate_backoff``.
@@ -48,6 +51,7 @@ class ProgrammingPolicy:
 
     tolerance: float = 0.05
     max_pulses: int = 20
+    init_max_pulses: int = 100
     program_every: int = 1
     refresh_tolerance: float = 0.10
     v0: float = 0.4
@@ -84,12 +88,13 @@ class DeviceWeights:
         g = np.nan_to_num(targets, nan=array.technology.g_window[0])
         return array.technology.transistor.gate_for(g * self.policy.v0) - self.policy.gate_backoff
 
-    def _program(self, layer: int, level_idx: np.ndarray, cells: np.ndarray) -> None:
+    def _program(self, layer: int, level_idx: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Program ``cells`` of ``layer`` to their levels; returns the cells that missed the tolerance."""
         array = self.arrays[layer]
         cells = cells & ~self.defective[layer]
         n = int(cells.sum())
         if n == 0:
-            return
+            return cells
         targets = np.where(cells, self.mapping.targets(level_idx), np.nan)
         report = program_verify(
             array, targets, tolerance=self.policy.tolerance, strategy=self.policy.strategy,
@@ -100,8 +105,10 @@ class DeviceWeights:
         self.programmings += 1
         self.cells_programmed += n
         self.pulses += int(report.pulses[cells].sum())
-        self.failures += int((cells & ~report.success).sum())
+        missed = cells & ~report.success
+        self.failures += int(missed.sum())
         self._weights[layer] = self.mapping.to_weight(self.g_cache[layer])
+        return missed
 
     def initialise(self, level_idx: list[np.ndarray]) -> None:
         """Form every cell, program every weight, mark the cells that fail as defective."""
@@ -111,7 +118,7 @@ class DeviceWeights:
             targets = self.mapping.targets(idx)
             report = program_verify(
                 array, targets, tolerance=self.policy.tolerance, strategy=self.policy.strategy,
-                max_pulses=self.policy.max_pulses, first_guess=self._first_guess(array, targets),
+                max_pulses=self.policy.init_max_pulses, first_guess=self._first_guess(array, targets),
             )
             self.g_cache[layer] = np.array(report.g_final)
             self.defective[layer] = ~report.success
@@ -132,8 +139,7 @@ class DeviceWeights:
         """Program every pending cell now."""
         for layer in range(len(self.arrays)):
             if self.pending[layer].any():
-                self._program(layer, level_idx[layer], self.pending[layer])
-                self.pending[layer][:] = False
+                self.pending[layer] = self._program(layer, level_idx[layer], self.pending[layer])
 
     def reread(self, level_idx: list[np.ndarray]) -> int:
         """Read every cell into the cache; re-program cells drifted beyond ``refresh_tolerance``.
@@ -149,7 +155,7 @@ class DeviceWeights:
             refreshed += int(drifted.sum())
             self._weights[layer] = self.mapping.to_weight(g)
             if drifted.any():
-                self._program(layer, level_idx[layer], drifted)
+                self.pending[layer] |= self._program(layer, level_idx[layer], drifted)
         return refreshed
 
     # ------------------------------------------------------------------ access
@@ -167,6 +173,7 @@ class DeviceWeights:
             out[f"g_cache{l}"] = self.g_cache[l]
             out[f"defective{l}"] = self.defective[l]
             out[f"reprogrammed{l}"] = self.reprogrammed[l]
+            out[f"pending{l}"] = self.pending[l]
         out["counters"] = np.array([self.programmings, self.cells_programmed, self.pulses, self.failures], np.int64)
         return out
 
@@ -175,6 +182,6 @@ class DeviceWeights:
             self.g_cache[l] = np.array(state[f"g_cache{l}"])
             self.defective[l] = np.array(state[f"defective{l}"], dtype=bool)
             self.reprogrammed[l] = np.array(state[f"reprogrammed{l}"], dtype=np.int32)
-            self.pending[l][:] = False
+            self.pending[l] = np.array(state[f"pending{l}"], dtype=bool)
             self._weights[l] = self.mapping.to_weight(self.g_cache[l])
         self.programmings, self.cells_programmed, self.pulses, self.failures = (int(v) for v in state["counters"])

@@ -145,7 +145,7 @@ class MetaplasticRun:
                 for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
             ]
             d = cfg.device
-            policy = ProgrammingPolicy(tolerance=d.tolerance, max_pulses=d.max_pulses,
+            policy = ProgrammingPolicy(tolerance=d.tolerance, max_pulses=d.max_pulses, init_max_pulses=d.init_max_pulses,
                                        program_every=d.program_every, refresh_tolerance=d.refresh_tolerance)
             self.device = DeviceWeights(arrays, self.mapping, policy)
         self.epoch = 0  # epochs completed over the whole sequence
