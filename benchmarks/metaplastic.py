@@ -35,11 +35,11 @@ from hil.experiments.config import RunConfig, parse_config  # noqa: E402
 from hil.experiments.metaplastic import run_experiment  # noqa: E402
 
 
-def device_config(args: argparse.Namespace, rule: str, name: str) -> RunConfig:
+def device_config(args: argparse.Namespace, rule: str, name: str, epochs: list[int]) -> RunConfig:
     return parse_config({
         "name": name, "seed": args.seed, "out": str(args.out_dir / f"{name}.h5"), "overwrite": True,
         "checkpoint_every_epoch": True,
-        "tasks": {"sequence": "mnist-fmnist", "epochs": list(args.epochs)},
+        "tasks": {"sequence": "mnist-fmnist", "epochs": list(epochs)},
         "dataset": {"source": "full", "data_dir": str(args.data_dir)},
         "network": {"hidden": [args.hidden], "init_scale": 0.1},
         "learning": {"rule": rule, "m_star": args.m_star, "unit": "interval", "lr": args.lr, "lr_bn": args.lr},
@@ -61,23 +61,33 @@ def job_device(cfg: RunConfig) -> dict:
             "wall": time.perf_counter() - t}
 
 
+#: Unequally spaced device levels (uS) for the meta-function comparison (geometric-like I_CC steps).
+UNEQUAL_LEVELS_US = [25.0, 32.0, 42.0, 56.0, 75.0, 100.0, 140.0, 200.0]
+
+
+def software_config(args: argparse.Namespace, name: str, m: float, unit: str, levels_us: list[float]) -> RunConfig:
+    return parse_config({
+        "name": name, "seed": args.seed, "out": str(Path(args.out_dir) / f"{name}.h5"),
+        "overwrite": True, "checkpoint_every_epoch": False,
+        "tasks": {"sequence": "mnist-fmnist", "epochs": list(args.sweep_epochs)},
+        "dataset": {"source": "full", "data_dir": str(args.data_dir)},
+        "network": {"hidden": [args.sweep_hidden], "init_scale": 0.1},
+        "learning": {"rule": "metaplastic", "m_star": float(m), "unit": unit, "lr": args.lr, "lr_bn": args.lr},
+        "device": {"backend": "software", "levels_uS": levels_us},
+    })
+
+
 def job_sweep(args_dict: dict) -> dict:
     args = argparse.Namespace(**args_dict)
-    out = {}
+    out, compare = {}, {}
     t = time.perf_counter()
     for m in args.sweep:
-        cfg = parse_config({
-            "name": f"sweep-m{m:g}", "seed": args.seed, "out": str(Path(args.out_dir) / f"sweep-m{m:g}.h5"),
-            "overwrite": True, "checkpoint_every_epoch": False,
-            "tasks": {"sequence": "mnist-fmnist", "epochs": list(args.sweep_epochs)},
-            "dataset": {"source": "full", "data_dir": str(args.data_dir)},
-            "network": {"hidden": [args.sweep_hidden], "init_scale": 0.1},
-            "learning": {"rule": "metaplastic", "m_star": float(m), "unit": "interval", "lr": args.lr, "lr_bn": args.lr},
-            "device": {"backend": "software"},
-        })
-        r = run_experiment(cfg, progress=False)
-        out[f"{m:g}"] = r.final
-    return {"sweep": out, "wall": time.perf_counter() - t}
+        out[f"{m:g}"] = run_experiment(software_config(args, f"sweep-m{m:g}", m, "interval", []), progress=False).final
+    if args.compare_units:
+        for unit in ("interval", "weight"):
+            cfg = software_config(args, f"unequal-{unit}", args.compare_m_star, unit, UNEQUAL_LEVELS_US)
+            compare[unit] = run_experiment(cfg, progress=False).final
+    return {"sweep": out, "compare": compare, "wall": time.perf_counter() - t}
 
 
 def fig5b_table(hist: list[int]) -> str:
@@ -98,19 +108,22 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=Path("bench_metaplastic"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hidden", type=int, default=4096)
-    ap.add_argument("--epochs", type=int, nargs=2, default=[5, 5])
+    ap.add_argument("--epochs", type=int, nargs=2, default=[4, 4])
+    ap.add_argument("--plain-epochs", type=int, nargs=2, default=[4, 2])
     ap.add_argument("--m-star", type=float, default=6.0)
     ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument("--program-every", type=int, default=20)
+    ap.add_argument("--program-every", type=int, default=10)
     ap.add_argument("--sweep", type=float, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--sweep-hidden", type=int, default=1024)
     ap.add_argument("--sweep-epochs", type=int, nargs=2, default=[3, 3])
+    ap.add_argument("--compare-units", type=int, default=1, help="1: compare the meta-function units on unequal levels")
+    ap.add_argument("--compare-m-star", type=float, default=4.0)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cfg_a = device_config(args, "metaplastic", "meta")
-    cfg_b = device_config(args, "plain", "plain")
+    cfg_a = device_config(args, "metaplastic", "meta", args.epochs)
+    cfg_b = device_config(args, "plain", "plain", args.plain_epochs)
     sweep_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         fa = pool.submit(job_device, cfg_a)
@@ -121,7 +134,8 @@ def main() -> None:
     (args.out_dir / "summary.json").write_text(json.dumps({"meta": a, "plain": b, "sweep": c, "wall": wall}, indent=1))
 
     print(f"\n== Metaplastic QNN 784-{args.hidden}-10, 8 HfO2 levels (offset reference), MNIST {args.epochs[0]} ep -> "
-          f"Fashion-MNIST {args.epochs[1]} ep, batch 100, Adam lr {args.lr} reset per task, BN per task ==")
+          f"Fashion-MNIST {args.epochs[1]} ep (plain baseline {args.plain_epochs[0]} + {args.plain_epochs[1]}), "
+          f"batch 100, Adam lr {args.lr} reset per task, BatchNorm per task (Laborieux protocol) ==")
     print(f"device: SimArray hfo2 (variability, read noise, relaxation, stuck cells on); program-and-verify IGVVA "
           f"tol 5 %, <= 20 pulses, changed cells programmed every {args.program_every} steps; full re-read every epoch")
     print("\nPaper Fig. 2: test accuracy after each epoch (%)")
@@ -143,6 +157,11 @@ def main() -> None:
     print("  meta-function: paper's interval-based M (reconstructed, hil.learning.metaplastic, unit='interval'); with "
           "the HfO2 levels (equally spaced, symmetric about G_ref) it coincides exactly with FINDINGS' "
           "1 - tanh^2(m |W_H| / Q_max) (unit='weight').")
+    if c["compare"]:
+        print(f"  on unequally spaced levels {UNEQUAL_LEVELS_US} uS (same network/epochs, m* = {args.compare_m_star:g}):")
+        for unit, f in c["compare"].items():
+            label = "paper, interval units" if unit == "interval" else "FINDINGS, |W_H|/Q_max"
+            print(f"    {label:24s}: MNIST {100 * f['mnist']:5.2f} %  Fashion-MNIST {100 * f['fashion-mnist']:5.2f} %")
     print("\nPaper Fig. 5b: devices vs programming operations (metaplastic run, all layers)")
     print(f"  program-and-verify sessions per device after initial programming: mean {a['reprog_mean']:.2f}, max {a['reprog_max']}")
     print(fig5b_table(a["reprog_hist"]))
@@ -154,6 +173,19 @@ def main() -> None:
           f"{mem['qnn_analog_bits'] / 8e6:.2f} MB-equivalent in devices (3 bit each); BNN 784-4096-4096-10 "
           f"{mem['bnn_weights']} weights x (32 + 1) bit = {mem['bnn_bits'] / 8e6:.1f} MB -> BNN / QNN = "
           f"{mem['bnn_over_qnn_total']:.1f}x (paper: 15x)")
+    from contextlib import ExitStack
+
+    from hil.experiments.metaplastic_figures import fig2_accuracy, fig2_sweep, fig5b_programming
+    from hil.store import open_run
+
+    with ExitStack() as stack:
+        ra = stack.enter_context(open_run(args.out_dir / "meta.h5"))
+        rb = stack.enter_context(open_run(args.out_dir / "plain.h5"))
+        sweep = [stack.enter_context(open_run(args.out_dir / f"sweep-m{m:g}.h5")) for m in args.sweep]
+        figs = [fig2_accuracy(args.out_dir / "fig2_accuracy.png", [ra, rb]),
+                fig2_sweep(args.out_dir / "fig2_mstar_sweep.png", sweep),
+                fig5b_programming(args.out_dir / "fig5b_programming.png", ra)]
+    print("\nFigures: " + ", ".join(str(f) for f in figs))
     print(f"\nWall time: {wall / 60:.1f} min on {os.cpu_count()} cores (jobs: meta {a['wall'] / 60:.1f} min, "
           f"plain {b['wall'] / 60:.1f} min, sweep {c['wall'] / 60:.1f} min; {args.jobs} at a time)")
 
