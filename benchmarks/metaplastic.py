@@ -90,6 +90,28 @@ def job_sweep(args_dict: dict) -> dict:
     return {"sweep": out, "compare": compare, "wall": time.perf_counter() - t}
 
 
+def job_bnn(args_dict: dict) -> dict:
+    """Software BNN baseline 784-4096-4096-10 (Laborieux et al. 2021), metaplastic m = 1.3, BN per task."""
+    from hil.datasets import load_dataset
+    from hil.learning.bnn import BNNLearner
+
+    args = argparse.Namespace(**args_dict)
+    t = time.perf_counter()
+    data = [load_dataset(n, args.data_dir, "full") for n in ("mnist", "fashion-mnist")]
+    rng = np.random.default_rng(args.seed)
+    bnn = BNNLearner(n_tasks=2, rng=rng, m=1.3, lr=0.005)
+    hist = []
+    for task, ds in enumerate(data):
+        bnn.start_task(task)
+        x, y = ds.flat("train")
+        for _ in range(args.bnn_epochs):
+            order = rng.permutation(len(x))
+            for i in range(0, len(x), 100):
+                bnn.step(x[order[i:i + 100]], y[order[i:i + 100]], task)
+            hist.append({data[k].name: bnn.accuracy(*data[k].flat("test"), k) for k in range(task + 1)})
+    return {"accuracy": hist, "memory_bits": bnn.memory_bits(), "wall": time.perf_counter() - t}
+
+
 def fig5b_table(hist: list[int]) -> str:
     h = np.asarray(hist, float)
     n = h.sum()
@@ -118,6 +140,9 @@ def main() -> None:
     ap.add_argument("--sweep-epochs", type=int, nargs=2, default=[3, 3])
     ap.add_argument("--compare-units", type=int, default=1, help="1: compare the meta-function units on unequal levels")
     ap.add_argument("--compare-m-star", type=float, default=4.0)
+    ap.add_argument("--bnn-epochs", type=int, default=0,
+                    help="also train the software BNN baseline 784-4096-4096-10 for this many epochs per task "
+                         "(off by default: ~2 min per epoch per core, outside the 30-min budget)")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +154,9 @@ def main() -> None:
         fa = pool.submit(job_device, cfg_a)
         fb = pool.submit(job_device, cfg_b)
         fc = pool.submit(job_sweep, sweep_args)
+        fd = pool.submit(job_bnn, sweep_args) if args.bnn_epochs > 0 else None
         a, b, c = fa.result(), fb.result(), fc.result()
+        d = fd.result() if fd is not None else None
     wall = time.perf_counter() - t0
     (args.out_dir / "summary.json").write_text(json.dumps({"meta": a, "plain": b, "sweep": c, "wall": wall}, indent=1))
 
@@ -168,6 +195,11 @@ def main() -> None:
     print(f"  programming pulses per device (forming + SET + RESET, incl. initial programming): mean {a['events_mean']:.1f}, max {a['events_max']}")
     print(fig5b_table(a["events_hist"]))
     print(f"  counters: {a['programming']}; estimated bench time of the device operations {a['bench_time'] / 3600:.1f} h")
+    if d is not None:
+        print(f"\nSoftware BNN baseline 784-4096-4096-10 (Laborieux et al. 2021, m = 1.3, BN per task), "
+              f"{args.bnn_epochs} epochs per task, {d['wall'] / 60:.1f} min:")
+        for k, h in enumerate(d["accuracy"]):
+            print(f"    epoch {k + 1:2d}  " + "  ".join(f"{n}={100 * v:5.2f}" for n, v in h.items()))
     mem = a["memory"]
     print(f"\nMemory: QNN {mem['qnn_weights']} weights: {mem['qnn_digital_bits'] / 8e6:.1f} MB W_H (float32) + "
           f"{mem['qnn_analog_bits'] / 8e6:.2f} MB-equivalent in devices (3 bit each); BNN 784-4096-4096-10 "

@@ -28,9 +28,16 @@ class QNN:
         n_tasks: number of tasks (one BN set each).
         rng: generator for the initial hidden weights.
         init_scale: hidden weights start uniform in ``[-init_scale, init_scale]`` (weight units).
+        activation: ``"relu"`` (the QNN) or ``"sign"`` (binary activations of the BNN baseline,
+            straight-through estimator with the hardtanh derivative ``1{|z| <= 1}``).
     """
 
-    def __init__(self, sizes: tuple[int, ...], n_tasks: int, rng: np.random.Generator, init_scale: float) -> None:
+    def __init__(
+        self, sizes: tuple[int, ...], n_tasks: int, rng: np.random.Generator, init_scale: float, activation: str = "relu"
+    ) -> None:
+        if activation not in ("relu", "sign"):
+            raise ValueError(f"activation={activation!r} is not one of ['relu', 'sign']")
+        self.activation = activation
         if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
             raise ValueError(f"sizes must list at least 2 positive layer widths, got {sizes!r}")
         if n_tasks < 1:
@@ -87,7 +94,7 @@ class QNN:
             xhat = (a - mu) * inv
             z = xhat * bn[f"gamma{layer}"] + bn[f"beta{layer}"]
             last = layer == len(weights) - 1
-            out = z if last else np.maximum(z, 0)
+            out = z if last else (np.maximum(z, 0) if self.activation == "relu" else np.where(z >= 0, 1.0, -1.0).astype(np.float32))
             cache.append((h, xhat, inv, z, bn[f"gamma{layer}"]))
             h = out
         return h, cache
@@ -104,7 +111,7 @@ class QNN:
         for layer in reversed(range(len(weights))):
             h_in, xhat, inv, z, gamma = cache[layer]
             if layer != len(weights) - 1:
-                dout = dout * (z > 0)
+                dout = dout * ((z > 0) if self.activation == "relu" else (np.abs(z) <= 1))
             grads_bn[f"gamma{layer}"] = (dout * xhat).sum(axis=0)
             grads_bn[f"beta{layer}"] = dout.sum(axis=0)
             dxhat = dout * gamma

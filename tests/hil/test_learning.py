@@ -102,3 +102,22 @@ def test_qnn_gradients_match_finite_differences():
             lm, _, _ = net.loss_and_grads(x.astype(np.float64), y, wm, 0)
             assert gw[layer][i, j] == pytest.approx((lp - lm) / (2 * eps), rel=0.05, abs=1e-4)
     assert set(gbn) == {"gamma0", "beta0", "gamma1", "beta1"}
+
+
+def test_bnn_baseline_learns_and_uses_binary_weights():
+    from hil.datasets import load_dataset
+    from hil.learning.bnn import BNNLearner
+
+    ds = load_dataset("mnist", source="bundled")
+    x, y = ds.flat("train")
+    xt, yt = ds.flat("test")
+    bnn = BNNLearner((784, 64, 64, 10), 1, np.random.default_rng(0), m=1.3, lr=0.005)
+    bnn.start_task(0)
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), 50):
+            bnn.step(x[order[i:i + 50]], y[order[i:i + 50]], 0)
+    assert all(set(np.unique(w)) <= {-1.0, 1.0} for w in bnn.binary_weights())
+    assert bnn.accuracy(xt, yt, 0) > 0.75  # 2 epochs on 4000 images; chance is 0.10
+    assert bnn.memory_bits() == 33 * (784 * 64 + 64 * 64 + 64 * 10)
