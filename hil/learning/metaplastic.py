@@ -3,7 +3,7 @@
 What is implemented, and where it comes from
 --------------------------------------------
 **BNN metaplasticity** — Laborieux, Ernoult, Hirtzlin, Querlioz, "Synaptic metaplasticity in
-binarized neural networks", Nature Communications 12, 2549 (2021), Eq. (1) and Alg. 1: every
+binarized neural networks", Nature Communications 12, 2549 (2021), their ``f_meta`` and Algorithm 1: every
 binary weight ``W_B = sign(W_H)`` has a real hidden weight ``W_H``; an optimiser (Adam) proposes
 an update ``U`` of ``W_H``, and when ``U`` pushes ``W_H`` toward zero (``U * W_H < 0``, i.e. toward a
 sign flip) it is scaled by ``f_meta(W_H) = 1 - tanh^2(m * |W_H|)``; other updates pass unchanged.
@@ -11,7 +11,7 @@ sign flip) it is scaled by ``f_meta(W_H) = 1 - tanh^2(m * |W_H|)``; other update
 
 **QNN extension** — D'Agostino, Moro, Hirtzlin, Arcamone, Castellani, Querlioz, Payvand,
 Vianello, "Synaptic metaplasticity with multi-level memristive devices", arXiv:2306.12142
-(AICAS 2023), its two equations: (1) the quantised weight is the level ``Q_i`` nearest to
+(2023), its two equations: (1) the quantised weight is the level ``Q_i`` nearest to
 ``W_H``; (2) the meta-function ``M(W_H)``, defined over the intervals
 ``I_i^D = Q_{i+1} - Q_i`` between the (device) levels with a parameter ``m*``, scales the updates
 of ``W_H``. Our copy of the paper does not reproduce the equations, so the form below is a
@@ -31,6 +31,9 @@ sits at ``u = 1`` (``m*`` then has the same meaning for any number of levels). T
 interpretation used in ``FINDINGS.md`` (``unit="weight"``):
 ``f = 1 - tanh^2(m * |W_H| / Q_max)``; for unequally spaced levels the two differ: a narrow
 interval counts as much consolidation as a wide one.
+
+The scale of ``m*`` here (consolidation normalised to 1 at the outermost level) is ours; the
+paper's robust range ``m* in [2, 4]`` need not map one-to-one onto it.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def metaplastic_update(
 
 
 def bnn_meta_update(w_h: np.ndarray, update: np.ndarray, m: float) -> np.ndarray:
-    """Laborieux et al. (2021) Eq. (1): ``update * (1 - tanh^2(m |W_H|))`` where ``update * W_H < 0``."""
+    """Laborieux et al. (2021), f_meta: ``update * (1 - tanh^2(m |W_H|))`` where ``update * W_H < 0``."""
     if m == 0:
         return np.array(update, copy=True)
     t = np.tanh(np.asarray(m, dtype=w_h.dtype) * np.abs(w_h))
