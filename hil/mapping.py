@@ -79,9 +79,12 @@ class OffsetReferenceMapping:
         """Array shape (rows, cols) holding an (n_in, n_out) weight matrix."""
         return (n_in, n_out)
 
-    def targets(self, level_idx: np.ndarray) -> np.ndarray:
-        """Target conductances, S, array shape, for level indices ``level_idx`` (n_in, n_out)."""
-        return np.take(np.asarray(self.g_levels), level_idx)
+    def targets(self, level_idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Target conductances, S, array shape, for level indices ``level_idx`` (n_in, n_out).
+
+        ``out``: optional float64 buffer of the array shape to write into (no allocation).
+        """
+        return np.take(np.asarray(self.g_levels), level_idx, out=out)
 
     def cell_mask(self, weight_mask: np.ndarray) -> np.ndarray:
         """Cells (array shape) that store the weights in ``weight_mask`` (n_in, n_out)."""
@@ -139,10 +142,14 @@ class DifferentialPairMapping:
         minus = np.concatenate([g_pos[::-1], np.full(k, self.g_low)])
         return plus, minus
 
-    def targets(self, level_idx: np.ndarray) -> np.ndarray:
-        """Target conductances, S, shape (n_in, 2 n_out), for level indices (n_in, n_out)."""
+    def targets(self, level_idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Target conductances, S, shape (n_in, 2 n_out), for level indices (n_in, n_out).
+
+        ``out``: optional float64 buffer of that shape to write into.
+        """
         plus, minus = self._pair_tables()
-        out = np.empty((level_idx.shape[0], 2 * level_idx.shape[1]))
+        if out is None:
+            out = np.empty((level_idx.shape[0], 2 * level_idx.shape[1]))
         out[:, 0::2] = np.take(plus, level_idx)
         out[:, 1::2] = np.take(minus, level_idx)
         return out

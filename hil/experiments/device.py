@@ -78,6 +78,7 @@ class DeviceWeights:
         #: program-and-verify sessions per cell after initialisation (level changes + refreshes)
         self.reprogrammed: list[np.ndarray] = [np.zeros(a.shape, np.int32) for a in arrays]
         self._weights: list[np.ndarray] = [np.zeros(0, np.float32)] * len(arrays)
+        self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.programmings = 0  # program-and-verify calls
         self.cells_programmed = 0
         self.pulses = 0
@@ -89,16 +90,26 @@ class DeviceWeights:
         return array.technology.transistor.gate_for(g * self.policy.v0) - self.policy.gate_backoff
 
     def _program(self, layer: int, level_idx: np.ndarray, cells: np.ndarray) -> np.ndarray:
-        """Program ``cells`` of ``layer`` to their levels; returns the cells that missed the tolerance."""
+        """Program ``cells`` of ``layer`` to their levels; returns the cells that missed the tolerance.
+
+        Per-layer buffers hold the target map and the first-guess gate map, so that a programming
+        of a few cells in a large array allocates no full-size maps on the host side; only the
+        entries of ``cells`` are meaningful (program_verify reads nothing else).
+        """
         array = self.arrays[layer]
         cells = cells & ~self.defective[layer]
         n = int(cells.sum())
         if n == 0:
             return cells
-        targets = np.where(cells, self.mapping.targets(level_idx), np.nan)
+        if layer not in self._buffers:
+            self._buffers[layer] = (np.empty(array.shape), np.empty(array.shape))
+        targets, guess = self._buffers[layer]
+        self.mapping.targets(level_idx, out=targets)
+        tech = array.technology
+        guess[cells] = tech.transistor.gate_for(targets[cells] * self.policy.v0) - self.policy.gate_backoff
         report = program_verify(
             array, targets, tolerance=self.policy.tolerance, strategy=self.policy.strategy,
-            max_pulses=self.policy.max_pulses, mask=cells, first_guess=self._first_guess(array, targets),
+            max_pulses=self.policy.max_pulses, mask=cells, first_guess=guess,
         )
         self.g_cache[layer][cells] = report.g_final[cells]
         self.reprogrammed[layer][cells] += 1
@@ -107,8 +118,17 @@ class DeviceWeights:
         self.pulses += int(report.pulses[cells].sum())
         missed = cells & ~report.success
         self.failures += int(missed.sum())
-        self._weights[layer] = self.mapping.to_weight(self.g_cache[layer])
+        self._refresh_weights(layer, cells)
         return missed
+
+    def _refresh_weights(self, layer: int, cells: np.ndarray) -> None:
+        """Re-map the cached conductances of the weights that own ``cells`` (all when few are left)."""
+        if self.mapping.cells_per_weight == 1 and self._weights[layer].shape == cells.shape:
+            lo, hi = self.mapping.weight_range()
+            g = self.g_cache[layer][cells]
+            self._weights[layer][cells] = np.clip((g - self.mapping.g_ref) / self.mapping.g_unit, lo, hi)
+        else:
+            self._weights[layer] = self.mapping.to_weight(self.g_cache[layer])
 
     def initialise(self, level_idx: list[np.ndarray]) -> None:
         """Form every cell, program every weight, mark the cells that fail as defective."""
