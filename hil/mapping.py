@@ -95,7 +95,10 @@ class OffsetReferenceMapping:
         return float(q[0] - 0.5 * (q[1] - q[0])), float(q[-1] + 0.5 * (q[-1] - q[-2]))
 
     def to_weight(self, g: np.ndarray, dtype: type = np.float32) -> np.ndarray:
-        """Weights (n_in, n_out) from measured conductances ``g`` (S, array shape), clamped."""
+        """Weights (n_in, n_out) from measured conductances ``g`` (S, array shape), clamped.
+
+        Element-wise, so it also maps any subset of cells (e.g. ``g[cells]``) to the same values.
+        """
         lo, hi = self.weight_range()
         w = (np.asarray(g) - self.g_ref) * (1.0 / self.g_unit)
         return np.clip(w, lo, hi).astype(dtype, copy=False)

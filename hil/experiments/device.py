@@ -124,9 +124,7 @@ class DeviceWeights:
     def _refresh_weights(self, layer: int, cells: np.ndarray) -> None:
         """Re-map the cached conductances of the weights that own ``cells`` (all when few are left)."""
         if self.mapping.cells_per_weight == 1 and self._weights[layer].shape == cells.shape:
-            lo, hi = self.mapping.weight_range()
-            g = self.g_cache[layer][cells]
-            self._weights[layer][cells] = np.clip((g - self.mapping.g_ref) / self.mapping.g_unit, lo, hi)
+            self._weights[layer][cells] = self.mapping.to_weight(self.g_cache[layer][cells])
         else:
             self._weights[layer] = self.mapping.to_weight(self.g_cache[layer])
 
