@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--epochs", type=int, nargs=2, default=[5, 5])
     ap.add_argument("--plain-epochs", type=int, nargs=2, default=[5, 2])
-    ap.add_argument("--m-star", type=float, default=6.0)
+    ap.add_argument("--m-star", type=float, default=5.0)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--program-every", type=int, default=1)
     ap.add_argument("--sweep", type=float, nargs="+", default=[1, 2, 3, 4, 5])
