@@ -69,7 +69,7 @@ def fig2_sweep(path: Path, readers: list[RunReader]) -> Path:
     for reader in readers:
         lc = reader.config["learning"]
         m = lc["m_star"] if lc["rule"] == "metaplastic" else 0.0
-        for task, (ep, acc) in _history(reader).items():
+        for task, (ep, acc) in sorted(_history(reader).items(), key=lambda kv: kv[1][0][0]):
             points.setdefault(task, []).append((m, acc[-1]))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for task, pts in points.items():
