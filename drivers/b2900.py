@@ -231,6 +231,14 @@ class B2900:
         outs = ";".join(f":OUTP{ch} ON" for ch in sorted(chans))
         return f"{outs};:INIT (@{','.join(str(ch) for ch in sorted(chans))});*WAI"
 
+    def pulse_one(self, peak: float, gate: float | None, width: float, compliance: float) -> None:
+        """One pulse on the routed cell, with the gate channel at ``gate`` (V) when given."""
+        self.pulse_list([peak], width, compliance, None if gate is None else [gate])
+
+    def read_one(self, v_read: float, gate: float | None, aperture: float, compliance: float) -> float:
+        """Current of the routed cell at ``v_read`` (V), A."""
+        return float(self.measure_list(1, v_read, aperture, compliance, gate)[0])
+
     # ------------------------------------------------------------------ list measurement
     def measure_list(
         self,

@@ -81,18 +81,23 @@ class SimArrayBoard(SimInstrument):
             codes = np.full(n, self.dac)
         return codes / 65535.0 * self.dac_vref
 
+    def _flat(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Flat index in the array under test (wired to the board's first lines); -1 off it."""
+        arows, acols = self.bench.shape if self.bench is not None else self.shape
+        inside = (rows >= 0) & (rows < arows) & (cols >= 0) & (cols < acols)
+        return np.where(inside, rows * acols + cols, -1)
+
     def point_cells(self, n: int) -> np.ndarray:
-        cols = self.shape[1]
         if self.armed:
             k = (self.pointer + np.arange(n)) % self.armed
-            cells = self.list[k, 0] * cols + self.list[k, 1]
+            cells = self._flat(self.list[k, 0], self.list[k, 1])
             self.pointer = int((self.pointer + n) % self.armed)
             self.triggers += n
             self._apply_entry()
             return cells
         self.triggers += n
         if self.wl >= 0 and self.bl >= 0 and self.sl == self.wl:
-            return np.full(n, self.wl * cols + self.bl)
+            return self._flat(np.full(n, self.wl), np.full(n, self.bl))
         return np.full(n, -1)
 
     # ------------------------------------------------------------------ protocol
