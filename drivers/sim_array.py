@@ -91,5 +91,17 @@ class SimArray(CrossbarArray):
         """Programming events per cell (SET + RESET + forming), shape (rows, cols)."""
         return self.model.programming_events()
 
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The simulated devices' full state plus the bench clock: (arrays, JSON-ready meta)."""
+        arrays, meta = self.model.get_state()
+        meta.update(bench_time=self.bench_time, mvm_count=self.mvm_count, seed=self.seed)
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Continue from a :meth:`get_state` snapshot (same technology and shape)."""
+        self.model.set_state(arrays, meta)
+        self.bench_time = float(meta["bench_time"])
+        self.mvm_count = int(meta.get("mvm_count", 0))
+
     def identity(self) -> dict[str, str]:
         return {"backend": "sim", "array": f"SimArray {self.model.params.name} {self.shape[0]}x{self.shape[1]} seed={self.seed}"}

@@ -134,6 +134,31 @@ class ArrayPhysics:
         self.n_form = np.zeros(n, dtype=np.int64)
 
     # ------------------------------------------------------------------ state
+    _STATE_ARRAYS = (
+        "d2d", "d2d_hrs", "v_form_cell", "endurance", "stuck", "formed", "g_prog", "t_prog",
+        "z_relax", "n_set", "n_reset", "n_form",
+    )
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything needed to continue this array exactly: (arrays, JSON-ready meta)."""
+        arrays = {name: getattr(self, name).copy() for name in self._STATE_ARRAYS}
+        meta = {"t": self.t, "shape": list(self.shape), "params": self.params.name,
+                "rng": self.rng.bit_generator.state}
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Restore a state from :meth:`get_state` (the parameters must be the same technology)."""
+        if tuple(meta["shape"]) != self.shape or meta["params"] != self.params.name:
+            raise ValueError(
+                f"state is for a {meta['params']} array of shape {tuple(meta['shape'])}, "
+                f"this is {self.params.name} {self.shape}"
+            )
+        for name in self._STATE_ARRAYS:
+            current = getattr(self, name)
+            setattr(self, name, np.asarray(arrays[name], dtype=current.dtype).reshape(current.shape).copy())
+        self.t = float(meta["t"])
+        self.rng.bit_generator.state = meta["rng"]
+
     @property
     def n_cells(self) -> int:
         return self.shape[0] * self.shape[1]

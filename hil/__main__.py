@@ -1,0 +1,2 @@
+from hil.cli import main
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""``hil report RUN.h5``: draw a run's figures as PNG files next to it (or in --out-dir)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from hil import figures
+from hil.store import open_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="draw a run's figures as PNG")
+    p.add_argument("run_file", type=Path, metavar="RUN.h5")
+    p.add_argument("--out-dir", type=Path, help="directory for the PNG files (default: beside the run file)")
+    p.set_defaults(func=run)
+
+
+def program_report(reader, out_dir: Path, stem: str) -> list[Path]:
+    """Figures of a ``hil program`` run: per-level CDFs and the pulses-per-cell histogram."""
+    cfg = reader.config
+    targets, _ = reader.snapshot("targets")
+    g_final, _ = reader.snapshot("final")
+    shape = targets.shape
+    pulses = figures.pulses_per_cell(reader.ops, shape)[~np.isnan(targets)]
+    return [
+        figures.level_cdfs(out_dir / f"{stem}_level_cdf.png", targets, g_final, cfg["tolerance"]),
+        figures.pulse_histogram(out_dir / f"{stem}_pulses.png", pulses, cfg.get("max_pulses")),
+    ]
+
+
+def read_report(reader, out_dir: Path, stem: str) -> list[Path]:
+    g, t = reader.snapshot("read")
+    return [figures.heat_map(out_dir / f"{stem}_map.png", g, f"read at t = {t:.0f} s")]
+
+
+#: Figure builders by the ``command`` recorded in a run's configuration.
+REPORTS = {"program": program_report, "read": read_report}
+
+
+def run(args: argparse.Namespace) -> int:
+    out_dir = args.out_dir or args.run_file.resolve().parent
+    if not out_dir.is_dir():
+        raise ValueError(f"--out-dir {str(out_dir)!r} is not a directory")
+    with open_run(args.run_file) as reader:
+        kind = reader.config.get("command") or reader.config.get("experiment")
+        builder = REPORTS.get(kind)
+        if builder is None:
+            raise ValueError(f"no report for runs of kind {kind!r}; known: {sorted(REPORTS)}")
+        paths = builder(reader, out_dir, args.run_file.stem)
+    for path in paths:
+        print(path)
+    return 0

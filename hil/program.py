@@ -1,0 +1,333 @@
+"""Program-and-verify: write a target conductance map into a 1T1R array.
+
+Two strategies, both vectorised over the cells of the batch with converged cells masked out:
+
+* :class:`IGVVA` — incremental gate-voltage (compliance) ramp: SET pulses of fixed amplitude
+  with the gate stepped up by ``v_gate_step`` while the verify read is below the window.
+* :class:`ISPP` — incremental step pulse programming: fixed gate (compliance), SET amplitude
+  stepped up by ``v_pulse_step`` (partial SETs).
+
+Both verify after every pulse and, on overshoot (read above the window), RESET the cell and
+retry from a lower gate / amplitude ("RESET-and-retry"). A cell fails when it reaches
+``max_pulses`` (SET + RESET pulses) without a verified read inside the window; stuck cells
+fail this way and are reported, never silently accepted.
+
+After the loop every programmed cell is read once more (``g_final``); ``success`` and the
+yield are judged on that final read, so relaxation during the rest of the array's programming
+is included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivers.array import CrossbarArray
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+class TargetError(ValueError):
+    """A target map is malformed or outside the technology's reachable window."""
+
+
+@dataclass
+class ProgramReport:
+    """Outcome of one program-and-verify run.
+
+    Attributes:
+        targets: target conductance, S, shape (rows, cols); NaN where not programmed.
+        pulses: SET + RESET pulses applied per cell, shape (rows, cols).
+        g_verify: last verify read per cell, S (NaN where not programmed).
+        g_final: read after the whole batch finished, S (NaN where not programmed).
+        converged: cell reached the verify window before its pulse cap.
+        success: converged and the final read lies within ``tolerance`` of the target.
+        tolerance: relative tolerance (e.g. 0.05 for +-5 %).
+        strategy: strategy name.
+        bench_time: bench time the run cost according to the timing model, s.
+        wall_time: host wall-clock time of the run, s.
+        iterations: pulse-verify iterations of the vectorised loop.
+        cell_iterations: sum over iterations of the cells still active.
+    """
+
+    targets: np.ndarray
+    pulses: np.ndarray
+    g_verify: np.ndarray
+    g_final: np.ndarray
+    converged: np.ndarray
+    success: np.ndarray
+    tolerance: float
+    strategy: str
+    bench_time: float
+    wall_time: float
+    iterations: int
+    cell_iterations: int
+    params: dict = field(default_factory=dict)
+
+    @property
+    def programmed(self) -> np.ndarray:
+        """Cells this run was asked to program, bool (rows, cols)."""
+        return ~np.isnan(self.targets)
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.programmed.sum())
+
+    @property
+    def yield_(self) -> float:
+        """Fraction of programmed cells within tolerance on the final read."""
+        n = self.n_cells
+        return float(self.success.sum() / n) if n else 1.0
+
+    @property
+    def mean_pulses(self) -> float:
+        sel = self.programmed
+        return float(self.pulses[sel].mean()) if sel.any() else 0.0
+
+    @property
+    def max_pulses(self) -> int:
+        sel = self.programmed
+        return int(self.pulses[sel].max()) if sel.any() else 0
+
+    def summary(self) -> dict[str, float | int | str]:
+        """Scalar figures of merit, JSON-ready."""
+        return {
+            "strategy": self.strategy,
+            "cells": self.n_cells,
+            "tolerance": self.tolerance,
+            "yield": self.yield_,
+            "converged": float(self.converged[self.programmed].mean()) if self.n_cells else 1.0,
+            "mean_pulses": self.mean_pulses,
+            "max_pulses": self.max_pulses,
+            "bench_time_s": self.bench_time,
+            "wall_time_s": self.wall_time,
+            "iterations": self.iterations,
+            "cell_iterations": self.cell_iterations,
+        }
+
+
+@dataclass
+class IGVVA:
+    """Incremental gate-voltage ramp with RESET-and-retry.
+
+    Attributes:
+        v_gate_step: gate increment per pulse, V.
+        backoff_steps: after an overshoot, the gate restarts this many steps lower.
+        v_pulse: SET amplitude, V (default: technology ``v_set``).
+    """
+
+    v_gate_step: float = 0.01
+    backoff_steps: int = 4
+    v_pulse: float | None = None
+    name: str = "igvva"
+
+    def start(self, array: CrossbarArray, first_guess: np.ndarray) -> np.ndarray:
+        """Initial per-cell control value (gate voltage, V) from the first guess."""
+        return first_guess.copy()
+
+    def pulse(self, array: CrossbarArray, mask: np.ndarray, control: np.ndarray) -> None:
+        array.set_pulse(mask, v_gate=control, v_pulse=self.v_pulse)
+
+    def bounds(self, array: CrossbarArray) -> tuple[float, float]:
+        return array.technology.v_gate_min, array.technology.v_gate_max
+
+    @property
+    def step(self) -> float:
+        return self.v_gate_step
+
+    def default_first_guess(self, array: CrossbarArray) -> float:
+        return array.technology.v_gate_min
+
+
+@dataclass
+class ISPP:
+    """Incremental step pulse programming at a fixed gate, with RESET-and-retry.
+
+    Attributes:
+        v_pulse_start: first SET amplitude, V.
+        v_pulse_step: amplitude increment per pulse, V.
+        v_pulse_max: highest SET amplitude, V.
+        v_gate: gate voltage (compliance), V; default the technology's ``v_gate_max``.
+        backoff_steps: after an overshoot, the amplitude restarts this many steps lower.
+    """
+
+    v_pulse_start: float = 0.6
+    v_pulse_step: float = 0.01
+    v_pulse_max: float = 2.5
+    v_gate: float | None = None
+    backoff_steps: int = 6
+    name: str = "ispp"
+
+    def start(self, array: CrossbarArray, first_guess: np.ndarray) -> np.ndarray:
+        return first_guess.copy()
+
+    def pulse(self, array: CrossbarArray, mask: np.ndarray, control: np.ndarray) -> None:
+        v_gate = array.technology.v_gate_max if self.v_gate is None else self.v_gate
+        array.set_pulse(mask, v_gate=v_gate, v_pulse=control)
+
+    def bounds(self, array: CrossbarArray) -> tuple[float, float]:
+        return self.v_pulse_start, self.v_pulse_max
+
+    @property
+    def step(self) -> float:
+        return self.v_pulse_step
+
+    def default_first_guess(self, array: CrossbarArray) -> float:
+        return self.v_pulse_start
+
+
+STRATEGIES = {"igvva": IGVVA, "ispp": ISPP}
+
+
+def make_strategy(strategy: str | IGVVA | ISPP) -> IGVVA | ISPP:
+    """A strategy object from its name (``"igvva"``, ``"ispp"``) or the object itself."""
+    if isinstance(strategy, str):
+        try:
+            return STRATEGIES[strategy.lower()]()
+        except KeyError:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}") from None
+    return strategy
+
+
+def validate_targets(array: CrossbarArray, targets: np.ndarray, tolerance: float) -> np.ndarray:
+    """Check a target map against the array and its technology; return it as float64.
+
+    Raises:
+        TargetError: wrong shape, non-finite values other than NaN (= skip), or targets
+            outside the technology's programmable window ``g_window``.
+        ValueError: tolerance not in (0, 1).
+    """
+    if not (np.isfinite(tolerance) and 0 < tolerance < 1):
+        raise ValueError(f"tolerance={tolerance!r} outside the allowed range (0, 1) (relative, e.g. 0.05)")
+    t = np.asarray(targets)
+    if t.shape != array.shape:
+        raise TargetError(f"target map has shape {t.shape}, the array is {array.shape}")
+    if not np.issubdtype(t.dtype, np.number):
+        raise TargetError(f"target map must be numeric (siemens), got dtype {t.dtype}")
+    t = t.astype(float)
+    if np.any(np.isinf(t)):
+        raise TargetError("target map contains infinite values")
+    low, high = array.technology.g_window
+    vals = t[~np.isnan(t)]
+    if vals.size and (vals.min() < low or vals.max() > high):
+        bad = vals.min() if vals.min() < low else vals.max()
+        raise TargetError(
+            f"target conductance {bad:.6e} S outside the {array.technology.name} technology's "
+            f"reachable window [{low:.6e}, {high:.6e}] S"
+        )
+    return t
+
+
+def program_verify(
+    array: CrossbarArray,
+    targets: np.ndarray,
+    *,
+    tolerance: float = 0.05,
+    strategy: str | IGVVA | ISPP = "igvva",
+    max_pulses: int = 200,
+    mask: np.ndarray | None = None,
+    first_guess: np.ndarray | float | None = None,
+    verify_band: float = 0.5,
+    progress: Progress | None = None,
+) -> ProgramReport:
+    """Program ``targets`` into ``array`` with verify after every pulse.
+
+    Args:
+        array: the array (simulated or bench).
+        targets: target conductances, S, shape (rows, cols); NaN = leave the cell alone.
+        tolerance: relative acceptance half-width (0.05 = +-5 %).
+        strategy: ``"igvva"``, ``"ispp"`` or a configured strategy object.
+        max_pulses: per-cell cap on SET + RESET pulses.
+        mask: optional boolean (rows, cols) restricting the cells programmed.
+        first_guess: starting control value per cell (gate voltage for IGVVA, amplitude for
+            ISPP), scalar or (rows, cols); typically from a calibration table. Default: the
+            bottom of the strategy's range.
+        verify_band: fraction of the tolerance used as the verify window during programming
+            (0.5: a +-5 % tolerance verifies into +-2.5 %). The guard band keeps read noise and
+            relaxation after acceptance from pushing cells out of the tolerance.
+        progress: ``progress(finished_cells, total_cells)`` called after every iteration.
+
+    Returns:
+        A :class:`ProgramReport`.
+    """
+    t0_wall, t0_bench = time.perf_counter(), array.bench_time
+    strat = make_strategy(strategy)
+    targets = validate_targets(array, targets, tolerance)
+    if int(max_pulses) < 1:
+        raise ValueError(f"max_pulses={max_pulses!r} must be >= 1")
+    selected = ~np.isnan(targets)
+    if mask is not None:
+        selected &= np.asarray(mask, dtype=bool)
+    targets = np.where(selected, targets, np.nan)
+    shape, n = array.shape, int(selected.sum())
+    if not 0 < verify_band <= 1:
+        raise ValueError(f"verify_band={verify_band!r} outside the allowed range (0, 1]")
+    band = tolerance * verify_band
+    lo, hi = targets * (1 - band), targets * (1 + band)
+
+    c_min, c_max = strat.bounds(array)
+    guess = strat.default_first_guess(array) if first_guess is None else first_guess
+    control = np.clip(np.broadcast_to(np.asarray(guess, dtype=float), shape), c_min, c_max)
+    control = strat.start(array, np.where(selected, control, c_min))
+    pulses = np.zeros(shape, dtype=np.int32)
+    converged = np.zeros(shape, dtype=bool)
+    g_verify = np.full(shape, np.nan)
+
+    # Initial verify: cells already in the window cost nothing; cells above it are RESET first.
+    g = array.read(selected)
+    g_verify[selected] = g[selected]
+    converged |= selected & (g >= lo) & (g <= hi)
+    above = selected & (g > hi)
+    if above.any():
+        array.reset_pulse(above)
+        pulses[above] += 1
+
+    active = selected & ~converged
+    iterations = cell_iterations = 0
+    while active.any():
+        iterations += 1
+        cell_iterations += int(active.sum())
+        strat.pulse(array, active, control)
+        pulses[active] += 1
+        g = array.read(active)
+        g_verify[active] = g[active]
+        hit = active & (g >= lo) & (g <= hi)
+        below = active & (g < lo)
+        over = active & (g > hi)
+        converged |= hit
+        control = np.where(below, np.minimum(control + strat.step, c_max), control)
+        capped = pulses >= max_pulses
+        retry = over & ~capped
+        if retry.any():
+            array.reset_pulse(retry)
+            pulses[retry] += 1
+            control = np.where(retry, np.maximum(control - strat.backoff_steps * strat.step, c_min), control)
+        active = selected & ~converged & (pulses < max_pulses)
+        if progress is not None:
+            progress(n - int(active.sum()), n)
+
+    g_final = array.read(selected) if n else np.full(shape, np.nan)
+    success = converged & (np.abs(g_final - targets) <= tolerance * targets)
+    report = ProgramReport(
+        targets=targets,
+        pulses=pulses,
+        g_verify=g_verify,
+        g_final=np.where(selected, g_final, np.nan),
+        converged=converged,
+        success=success,
+        tolerance=float(tolerance),
+        strategy=strat.name,
+        bench_time=array.bench_time - t0_bench,
+        wall_time=time.perf_counter() - t0_wall,
+        iterations=iterations,
+        cell_iterations=cell_iterations,
+        params={k: v for k, v in vars(strat).items() if k != "name"},
+    )
+    log.info("program-verify %s: %s", strat.name, report.summary())
+    return report

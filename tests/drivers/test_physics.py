@@ -1,0 +1,182 @@
+"""Seeded statistics of the 1T1R physics model against its stated parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from drivers.sim.physics import STUCK_HRS, STUCK_LRS, ArrayPhysics
+from drivers.sim.presets import HFO2_PHYSICS, SIOX_PHYSICS, get_preset
+
+SHAPE = (64, 64)
+
+
+def formed_model(params=HFO2_PHYSICS, seed=1, shape=SHAPE):
+    m = ArrayPhysics(params, shape, seed)
+    idx = m.all_indices()
+    m.form(idx, np.full(idx.size, 6.0), np.full(idx.size, 1.0), 10e-6)
+    healthy = idx[m.stuck == 0]
+    return m, healthy
+
+
+def set_at_compliance(m, idx, v_gate):
+    m.reset(idx, np.full(idx.size, -2.0), np.full(idx.size, 2.5), 1e-6)
+    m.set(idx, np.full(idx.size, v_gate), np.full(idx.size, 2.2), 1e-6)
+    return m.conductance(idx)
+
+
+@pytest.mark.parametrize("params", [HFO2_PHYSICS, SIOX_PHYSICS], ids=["hfo2", "siox"])
+def test_lrs_mean_follows_compliance_over_v0(params):
+    """Mean LRS conductance = I_C / V0 within 2 % (SE of the mean is < 0.5 % at 4096 cells)."""
+    m, idx = formed_model(params)
+    for v_gate in (0.8, 1.0, 1.2, 1.4):
+        i_c = params.transistor.compliance(v_gate)
+        g = set_at_compliance(m, idx, v_gate)
+        assert g.mean() == pytest.approx(i_c / params.v0, rel=0.02), v_gate
+
+
+@pytest.mark.parametrize("params", [HFO2_PHYSICS, SIOX_PHYSICS], ids=["hfo2", "siox"])
+def test_lrs_spread_grows_as_compliance_falls(params):
+    """Relative sigma matches sqrt(s(I_C)^2 + sigma_d2d^2) within 10 % and falls with I_C."""
+    m, idx = formed_model(params)
+    spreads = []
+    for v_gate in (0.8, 1.0, 1.2, 1.4):
+        i_c = params.transistor.compliance(v_gate)
+        g = set_at_compliance(m, idx, v_gate)
+        measured = np.std(np.log(g))
+        expected = np.hypot(params.lrs_spread(i_c), params.sigma_d2d)
+        assert measured == pytest.approx(expected, rel=0.10), v_gate
+        spreads.append(measured)
+    assert all(a > b for a, b in zip(spreads, spreads[1:]))
+
+
+@pytest.mark.parametrize("params", [HFO2_PHYSICS, SIOX_PHYSICS], ids=["hfo2", "siox"])
+def test_hrs_grows_exponentially_with_v_stop(params):
+    """ln(median R_HRS) vs |V_STOP| has slope 1/hrs_v (within 5 %); log-normal width as stated."""
+    m, idx = formed_model(params)
+    v_stops = np.array([1.6, 2.0, 2.4, 2.8])
+    ln_median = []
+    for v in v_stops:
+        m.set(idx, np.full(idx.size, 1.4), np.full(idx.size, 2.2), 1e-6)
+        m.reset(idx, np.full(idx.size, -v), np.full(idx.size, 2.5), 1e-6)
+        r = 1.0 / m.conductance(idx)
+        ln_median.append(np.median(np.log(r)))
+        assert np.std(np.log(r)) == pytest.approx(np.hypot(params.sigma_hrs, params.sigma_d2d_hrs), rel=0.08)
+    slope = np.polyfit(v_stops, ln_median, 1)[0]
+    assert slope == pytest.approx(1.0 / params.hrs_v, rel=0.05)
+    assert np.exp(ln_median[1]) == pytest.approx(params.hrs_median(2.0), rel=0.05)
+
+
+def test_partial_reset_gives_intermediate_state_and_never_raises_conductance():
+    m, idx = formed_model()
+    m.set(idx, np.full(idx.size, 1.4), np.full(idx.size, 2.2), 1e-6)
+    g_lrs = m.conductance(idx)
+    m.reset(idx, np.full(idx.size, -0.9), np.full(idx.size, 2.5), 1e-6)  # weak, short pulse
+    g_partial = m.conductance(idx)
+    full_hrs = 1.0 / HFO2_PHYSICS.hrs_median(0.9)
+    assert np.all(g_partial <= g_lrs)
+    frac_between = np.mean((g_partial < 0.99 * g_lrs) & (g_partial > 1.01 * full_hrs))
+    assert frac_between > 0.5
+
+
+def test_set_never_lowers_conductance():
+    m, idx = formed_model()
+    m.set(idx, np.full(idx.size, 1.4), np.full(idx.size, 2.2), 1e-6)
+    before = m.conductance(idx)
+    m.set(idx, np.full(idx.size, 0.8), np.full(idx.size, 2.2), 1e-6)  # lower compliance
+    assert np.all(m.conductance(idx) >= before)
+
+
+def test_forming_needs_forming_voltage():
+    m = ArrayPhysics(HFO2_PHYSICS, SHAPE, seed=3)
+    idx = m.all_indices()
+    g0 = m.conductance(idx)
+    m.set(idx, np.full(idx.size, 1.2), np.full(idx.size, 2.0), 1e-6)  # SET amplitude < V_form
+    healthy = m.stuck == 0
+    assert np.array_equal(m.conductance(idx)[healthy], g0[healthy])
+    m.form(idx, np.full(idx.size, 4.0), np.full(idx.size, 1.0), 10e-6)
+    g = m.conductance(idx)
+    assert np.all(m.formed[healthy])
+    assert np.median(g[healthy]) == pytest.approx(HFO2_PHYSICS.transistor.compliance(1.0) / 0.4, rel=0.05)
+    assert not np.any(m.formed[m.stuck == STUCK_HRS])
+
+
+def test_read_noise_scales_with_aperture():
+    m, idx = formed_model()
+    m.set(idx, np.full(idx.size, 1.2), np.full(idx.size, 2.2), 1e-6)
+    g = m.conductance(idx)
+    for aperture in (1e-3, 4e-3):
+        reads = np.stack([m.read(idx, 0.1, aperture) for _ in range(20)])
+        rel = np.std(reads / g, axis=0).mean()
+        expected = HFO2_PHYSICS.sigma_read * np.sqrt(1e-3 / aperture)
+        assert rel == pytest.approx(expected, rel=0.1)
+
+
+def test_relaxation_spread_grows_with_log_time():
+    m, idx = formed_model()
+    m.set(idx, np.full(idx.size, 1.2), np.full(idx.size, 2.2), 1e-6)
+    g0 = m.conductance(idx)
+    p = HFO2_PHYSICS
+    for seconds in (10.0, 1e4):
+        m.advance(seconds - (m.t - m.t_prog[idx].max()))
+        lnt = np.log1p((m.t - m.t_prog[idx].max()) / p.t_relax0)
+        ratio = np.log(m.conductance(idx) / g0)
+        assert np.std(ratio) == pytest.approx(p.sigma_relax * lnt, rel=0.1)
+        assert np.mean(ratio) == pytest.approx(p.drift_relax * lnt, abs=3 * p.sigma_relax * lnt / np.sqrt(idx.size))
+
+
+def test_endurance_failures_follow_the_lognormal_distribution():
+    """Fraction of worn-out cells after N cycles = P(lognormal endurance <= 2N) within 3 points."""
+    from math import erf, log, sqrt
+
+    params = dataclasses.replace(HFO2_PHYSICS, endurance_median=100.0, sigma_endurance=0.5,
+                                 p_stuck_lrs=0.0, p_stuck_hrs=0.0)
+    m, idx = formed_model(params, shape=(40, 50))
+    for cycles in range(1, 121):
+        m.set(idx, np.full(idx.size, 1.2), np.full(idx.size, 2.2), 1e-6)
+        m.reset(idx, np.full(idx.size, -2.0), np.full(idx.size, 2.5), 1e-6)
+        if cycles in (30, 50, 80, 120):
+            events = 2 * cycles
+            expected = 0.5 * (1 + erf(log(events / 100.0) / (0.5 * sqrt(2))))
+            assert np.mean(m.stuck != 0) == pytest.approx(expected, abs=0.03), cycles
+    worn = m.stuck != 0
+    assert set(np.unique(m.stuck[worn])) <= {STUCK_LRS, STUCK_HRS}
+    # a stuck cell no longer switches
+    g = m.conductance(idx[worn])
+    m.set(idx[worn], np.full(worn.sum(), 1.4), np.full(worn.sum(), 2.2), 1e-6)
+    assert np.allclose(m.conductance(idx[worn]), g)
+
+
+def test_event_counts_and_fabrication_defects():
+    m, idx = formed_model(shape=(100, 100))
+    p = HFO2_PHYSICS
+    assert np.mean(m.stuck == STUCK_LRS) == pytest.approx(p.p_stuck_lrs, abs=0.001)
+    assert np.mean(m.stuck == STUCK_HRS) == pytest.approx(p.p_stuck_hrs, abs=0.0015)
+    m.set(idx[:10], np.full(10, 1.0), np.full(10, 2.0), 1e-6)
+    m.reset(idx[:4], np.full(4, -2.0), np.full(4, 2.5), 1e-6)
+    events = m.programming_events().reshape(-1)
+    assert events[idx[0]] == 3 and events[idx[5]] == 2 and events[idx[20]] == 1
+
+
+def test_same_seed_same_device_different_seed_different_device():
+    a, b, c = (ArrayPhysics(HFO2_PHYSICS, (8, 8), s) for s in (5, 5, 6))
+    assert np.array_equal(a.d2d, b.d2d) and not np.array_equal(a.d2d, c.d2d)
+
+
+def test_state_round_trip_continues_identically():
+    m, idx = formed_model(shape=(16, 16))
+    arrays, meta = m.get_state()
+    twin = ArrayPhysics(HFO2_PHYSICS, (16, 16), seed=99)
+    twin.set_state(arrays, meta)
+    for model in (m, twin):
+        model.advance(5.0)
+        model.set(idx, np.full(idx.size, 1.1), np.full(idx.size, 2.2), 1e-6)
+    assert np.array_equal(m.read(idx, 0.1), twin.read(idx, 0.1))
+
+
+def test_presets_by_name():
+    assert get_preset("hfo2").physics is HFO2_PHYSICS
+    with pytest.raises(ValueError, match="unknown technology"):
+        get_preset("tio2")

@@ -1,0 +1,112 @@
+"""SimArray: limits before physics, bench-time accounting, op records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivers.errors import SafetyLimitError
+from drivers.limits import SafetyLimits
+from drivers.oplog import OpKind
+from drivers.sim_array import SimArray
+from drivers.timing import BenchTiming
+
+
+@pytest.fixture
+def array():
+    a = SimArray((8, 8), "hfo2", seed=2)
+    batches = []
+    a.add_listener(batches.append)
+    a.batches = batches
+    return a
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a: a.set_pulse(None, v_gate=1.0, v_pulse=6.0),
+        lambda a: a.set_pulse(None, v_gate=3.5),
+        lambda a: a.set_pulse(None, v_gate=1.0, width=5e-3),
+        lambda a: a.set_pulse(None, v_gate=np.full((8, 8), np.nan)),
+        lambda a: a.reset_pulse(None, v_stop=-5.5),
+        lambda a: a.form(None, v_pulse=5.1),
+        lambda a: a.read(None, v_read=0.5),
+        lambda a: a.mvm(np.ones(8), v_read=0.4),
+    ],
+)
+def test_limit_violations_change_nothing(array, call):
+    before = array.model.get_state()[0]
+    with pytest.raises(SafetyLimitError):
+        call(array)
+    after = array.model.get_state()[0]
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert array.bench_time == 0.0 and array.batches == []
+
+
+def test_limit_error_names_value_and_range(array):
+    with pytest.raises(SafetyLimitError, match=r"v_pulse=6 V outside the allowed range \[-5, 5\] V"):
+        array.set_pulse(None, v_gate=1.0, v_pulse=6.0)
+
+
+def test_custom_limits_apply():
+    a = SimArray((4, 4), "hfo2", limits=SafetyLimits(max_v_gate=1.2))
+    with pytest.raises(SafetyLimitError):
+        a.set_pulse(None, v_gate=1.3)
+
+
+def test_bench_time_and_records(array):
+    t = array.timing
+    mask = np.zeros((8, 8), bool)
+    mask[2, 3] = mask[5, 1] = True
+    array.form(mask)
+    array.set_pulse(mask, v_gate=1.0)
+    g = array.read(mask)
+    per_pulse_form = t.route_settle + t.pulse_time(array.technology.width_form)
+    per_pulse_set = t.route_settle + t.pulse_time(array.technology.width_set)
+    per_read = t.route_settle + t.read_time
+    assert array.bench_time == pytest.approx(2 * (per_pulse_form + per_pulse_set + per_read))
+    kinds = [b.kind for b in array.batches]
+    assert kinds == [OpKind.FORM, OpKind.SET, OpKind.READ]
+    rec = array.batches[-1].records
+    assert list(zip(rec["row"], rec["col"])) == [(2, 3), (5, 1)]
+    assert np.allclose(rec["result"], g[mask].astype(np.float32))
+    assert np.all(np.diff(np.concatenate([b.records["time"] for b in array.batches])) > 0)
+    assert np.isnan(g[~mask]).all()
+
+
+def test_read_cost_spans_1_to_20_ms():
+    assert BenchTiming(aperture=BenchTiming.MIN_APERTURE).read_time == pytest.approx(1e-3)
+    assert BenchTiming(aperture=BenchTiming.MAX_APERTURE).read_time == pytest.approx(20e-3)
+    with pytest.raises(ValueError, match="aperture"):
+        BenchTiming(aperture=50e-3)
+
+
+def test_devices_relax_while_the_bench_waits():
+    a = SimArray((32, 32), "hfo2", seed=4)
+    a.form()
+    g0 = a.conductance()
+    a.wait(3600.0)
+    assert a.model.t == pytest.approx(a.bench_time)
+    spread = np.std(np.log(a.conductance() / g0))
+    assert 0.5 * a.model.params.sigma_relax * np.log(3600) < spread < 2 * a.model.params.sigma_relax * np.log(3700)
+
+
+def test_mvm_uses_conductances():
+    a = SimArray((16, 4), "hfo2", seed=5)
+    a.form()
+    x = np.linspace(0.1, 1, 16)
+    i = a.mvm(x)
+    expected = (x * a.technology.v_read) @ a.conductance()
+    assert np.allclose(i, expected, rtol=0.02, atol=1e-8)
+    assert a.mvm_count == 1
+
+
+def test_closed_array_refuses_work(array):
+    array.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        array.read()
+
+
+def test_bad_mask_rejected(array):
+    with pytest.raises(ValueError, match="mask must be a boolean array"):
+        array.read(np.ones((4, 4), bool))
