@@ -154,8 +154,7 @@ class ArrayBoard:
             raise ValueError(f"need 1..{MAX_LIST} cells with one column per row, got {n} rows and {cols.size} cols")
         if np.any(rows < 0) or np.any(rows >= self.shape[0]) or np.any(cols < 0) or np.any(cols >= self.shape[1]):
             raise ValueError(f"cell list leaves the board's {self.shape[0]}x{self.shape[1]} array")
-        codes = np.zeros(n, dtype=np.int64) if gates is None else self.gate_code(np.broadcast_to(np.asarray(gates, dtype=float), (n,)))
-        entries = np.stack([rows, cols, codes], axis=1)
+        entries = self._entries(rows, cols, gates)
         key = (entries.tobytes(), n)
         if self._loaded == key:
             return 0  # armed and (the previous sweeps consumed whole laps) back at entry 0
@@ -174,6 +173,19 @@ class ArrayBoard:
             pass
         self._loaded = key
         return trips
+
+    def _entries(self, rows: np.ndarray, cols: np.ndarray, gates: Sequence[float] | np.ndarray | None) -> np.ndarray:
+        n = rows.size
+        codes = np.zeros(n, dtype=np.int64) if gates is None else self.gate_code(np.broadcast_to(np.asarray(gates, dtype=float), (n,)))
+        return np.stack([rows, cols, codes], axis=1)
+
+    def is_loaded(self, rows: Sequence[int] | np.ndarray, cols: Sequence[int] | np.ndarray, gates: Sequence[float] | np.ndarray | None = None) -> bool:
+        """Whether exactly this cell list is armed at entry 0 (a :meth:`load_cells` would send nothing)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+        if self._loaded is None or rows.size != cols.size:
+            return False
+        return self._loaded == (self._entries(rows, cols, gates).tobytes(), rows.size)
 
     def forget_list(self) -> None:
         """Forget the cached list (e.g. after a sweep that did not consume whole laps)."""

@@ -239,6 +239,13 @@ class B2900:
         """Current of the routed cell at ``v_read`` (V), A."""
         return float(self.measure_list(1, v_read, aperture, compliance, gate)[0])
 
+    def wait_idle(self) -> None:
+        """Block until every pending operation (e.g. a write-only pulse sweep) has finished
+        (``*OPC?``). Call it before re-routing after :meth:`pulse_list`."""
+        reply = self.transport.query_parsed("*OPC?", _parse_bool, idempotent=True)
+        if not reply:
+            raise ProtocolError("B2900: *OPC? answered 0")
+
     # ------------------------------------------------------------------ list measurement
     def measure_list(
         self,

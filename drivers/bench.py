@@ -377,6 +377,25 @@ class BenchArray(CrossbarArray):
         self._board = router if isinstance(router, ArrayBoard) else None
         self._list_path = isinstance(smu, B2900) and self._board is not None
         self._smu_gate = getattr(smu, "gate", None) is not None
+        # A write-only pulse sweep may still run on the SMU: the router must not change under it.
+        self._smu_busy = False
+
+    def _sync(self) -> None:
+        """Wait for a pending SMU sweep (one round trip) before anything changes under it."""
+        if self._smu_busy:
+            self.smu.wait_idle()
+            self._smu_busy = False
+
+    def _route_list(self, rows: np.ndarray, cols: np.ndarray, gates: np.ndarray | None) -> None:
+        """Arm the board's cell list, first waiting for a pending sweep if the list changes."""
+        if self._smu_busy and not self._board.is_loaded(rows, cols, gates):
+            self.smu.wait_idle()
+            self._smu_busy = False
+        self._board.load_cells(rows, cols, gates)
+
+    def _route_cell(self, row: int, col: int) -> None:
+        self._sync()
+        self.router.select(row, col)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -421,14 +440,16 @@ class BenchArray(CrossbarArray):
         try:
             if self._list_path:
                 for s in self._batches(idx.size):
-                    self._board.load_cells(rows[s], cols[s], None if self._smu_gate else v_gate[s])
+                    self._route_list(rows[s], cols[s], None if self._smu_gate else v_gate[s])
                     self.smu.pulse_list(v_pulse[s], width, self.pulse_compliance, v_gate[s] if self._smu_gate else None)
+                    self._smu_busy = True
             else:
                 for k in range(idx.size):
-                    self.router.select(int(rows[k]), int(cols[k]))
+                    self._route_cell(int(rows[k]), int(cols[k]))
                     if not self._smu_gate:
                         self._board.set_gate(float(v_gate[k]))
                     self.smu.pulse_one(float(v_pulse[k]), float(v_gate[k]) if self._smu_gate else None, width, self.pulse_compliance)
+                    self._smu_busy = hasattr(self.smu, "wait_idle")
         except BaseException:
             if self._board is not None:
                 self._board.forget_list()
@@ -451,14 +472,17 @@ class BenchArray(CrossbarArray):
             if self._list_path:
                 for s in self._batches(idx.size):
                     n = s.stop - s.start
-                    self._board.load_cells(rows[s], cols[s], None if self._smu_gate else np.full(n, self.v_gate_read))
+                    self._route_list(rows[s], cols[s], None if self._smu_gate else np.full(n, self.v_gate_read))
                     current[s] = self.smu.measure_list(n, v_read, aperture, self.read_compliance, self.v_gate_read if self._smu_gate else None)
+                    self._smu_busy = False  # the fetch returned: the SMU has finished everything before it
             else:
                 if not self._smu_gate:
+                    self._sync()
                     self._board.set_gate(self.v_gate_read)
                 for k in range(idx.size):
-                    self.router.select(int(rows[k]), int(cols[k]))
+                    self._route_cell(int(rows[k]), int(cols[k]))
                     current[k] = self.smu.read_one(v_read, self.v_gate_read if self._smu_gate else None, aperture, self.read_compliance)
+                    self._smu_busy = False
         except BaseException:
             if self._board is not None:
                 self._board.forget_list()
@@ -484,7 +508,8 @@ class BenchArray(CrossbarArray):
 def _open_transport(cfg: InstrumentConfig) -> Transport:
     if cfg.model == "array_board":
         return SerialTransport(cfg.resource, baudrate=cfg.baudrate, timeout=cfg.timeout, retries=cfg.retries)
-    return VisaTransport(cfg.resource, backend=cfg.backend, timeout=cfg.timeout, retries=cfg.retries)
+    term = "\r\n" if cfg.model == "b1500" else "\n"  # FLEX data end in CR/LF
+    return VisaTransport(cfg.resource, backend=cfg.backend, timeout=cfg.timeout, retries=cfg.retries, read_termination=term)
 
 
 def _make_smu(config: BenchConfig, transport: Transport) -> Any:

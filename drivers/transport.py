@@ -302,6 +302,25 @@ class VisaTransport(Transport):
                 self._rm.close()
             raise InstrumentError(f"cannot open VISA resource {resource_name!r}: {exc}") from exc
         self.resource_name = resource_name
+        if "SOCKET" in resource_name.upper():
+            self._set_nodelay()
+
+    def _set_nodelay(self) -> None:
+        """Disable Nagle's algorithm on a raw-socket resource.
+
+        A write followed by a query would otherwise wait ~40 ms for the delayed ACK of the
+        write. NI-VISA does this by default; pyvisa-py (0.8) does not expose the attribute for
+        SOCKET sessions, so we reach its session's socket (best effort, pyvisa-py only).
+        """
+        import socket
+
+        sessions = getattr(self._res.visalib, "sessions", None)
+        sess = sessions.get(self._res.session) if isinstance(sessions, dict) else None
+        sock = getattr(sess, "interface", None)
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            log.debug("%s: TCP_NODELAY left to the VISA library", self.resource_name)
 
     def _send(self, data: bytes) -> None:
         try:
