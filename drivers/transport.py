@@ -398,7 +398,10 @@ class SerialTransport(Transport):
 
         self._serial_mod = serial
         try:
-            self._port = serial.serial_for_url(port, baudrate=baudrate, timeout=self.timeout, write_timeout=self.timeout)
+            if "://" in port:  # pyserial URL handlers (loop://, socket://, rfc2217://)
+                self._port = serial.serial_for_url(port, baudrate=baudrate, timeout=self.timeout, write_timeout=self.timeout)
+            else:
+                self._port = serial.Serial(port, baudrate=baudrate, timeout=self.timeout, write_timeout=self.timeout)
         except (serial.SerialException, ValueError) as exc:
             raise InstrumentError(f"cannot open serial port {port!r}: {exc}") from exc
         self.port = port

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 
 from hil import __version__
 from hil.cli import info, program, read, report
+from hil.cli import sim_server
 
 #: Subcommand modules, in the order ``hil --help`` lists them.
-COMMANDS = [info, program, read, report]
+COMMANDS = [info, program, read, report, sim_server]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.bench import BenchArray, load_bench
+from drivers.errors import HilError
 from hil.cli.common import add_backend_options, make_sim_array, parse_shape, progress_bar
 from hil.program import STRATEGIES, program_verify, validate_targets
 from hil.store import RunStore, check_writable
@@ -31,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verify-band", type=float, default=0.5,
                    help="verify window as a fraction of the tolerance (default 0.5)")
     add_backend_options(p)
+    p.add_argument("--bench", type=Path, metavar="FILE.toml",
+                   help="run on the instruments of a bench file (e.g. examples/bench-sim.toml) instead of --sim")
     p.add_argument("--no-form", action="store_true", help="skip forming (cells already formed)")
     p.add_argument("--out", type=Path, default=Path("run.h5"), help="run file (default run.h5)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run file")
@@ -62,6 +66,14 @@ def generate_targets(technology, levels: int, shape: tuple[int, int], seed: int)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except HilError as exc:  # instrument/protocol errors: a clear message, outputs already off
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _run(args: argparse.Namespace) -> int:
+    bench = load_bench(args.bench) if args.bench is not None else None
     if not (np.isfinite(args.tolerance) and 0 < args.tolerance < 1):
         raise ValueError(f"--tolerance {args.tolerance} outside the allowed range (0, 1) (0.05 = +-5%)")
     if args.max_pulses < 1:
@@ -72,12 +84,14 @@ def run(args: argparse.Namespace) -> int:
         targets = load_targets(args.targets)
         shape = targets.shape
     else:
-        if args.shape is None:
+        if args.shape is None and bench is None:
             raise ValueError("--levels needs --shape ROWSxCOLS")
-        shape = args.shape
+        shape = args.shape or bench.shape
+    if bench is not None and tuple(shape) != bench.shape:
+        raise ValueError(f"target shape {tuple(shape)} differs from the bench's array {bench.shape} ({args.bench})")
     check_writable(args.out, args.overwrite)
 
-    array = make_sim_array(args, shape)
+    array = BenchArray.from_config(bench) if bench is not None else make_sim_array(args, shape)
     with array:
         if args.targets is None:
             targets = generate_targets(array.technology, args.levels, shape, args.seed)
@@ -87,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             "tolerance": args.tolerance, "strategy": args.strategy, "max_pulses": args.max_pulses,
             "verify_band": args.verify_band, "levels": args.levels,
             "targets_file": str(args.targets) if args.targets else None, "form": not args.no_form,
+            "bench": str(args.bench) if args.bench else None,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
                              instruments=array.identity(), overwrite=args.overwrite) as store:
