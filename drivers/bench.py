@@ -408,12 +408,14 @@ class BenchArray(CrossbarArray):
                 simulated ones); the others are opened from the resource strings.
         """
         transports = dict(transports or {})
-        opened: list[Any] = []
+        opened: list[Any] = []  # closed in reverse order if the start fails
         try:
             smu_t = transports.get("smu") or _open_transport(config.smu)
+            opened.append(smu_t)
             router_t = transports.get("router") or _open_transport(config.router)
+            opened.append(router_t)
             smu = _make_smu(config, smu_t)
-            opened.append(smu)
+            opened.insert(1, smu)
             router = _make_router(config, router_t)
             opened.append(router)
             return cls(
