@@ -8,8 +8,11 @@ the implementation is called, keeps the bench-time estimate, and emits an
 
 Conventions:
     * An array has ``shape = (rows, cols)``: rows are word lines (gates), columns bit lines.
-    * A *mask* is a boolean array of that shape (``None`` means every cell).
-    * Per-cell parameters (``v_gate``, ``v_pulse``, ...) are scalars or arrays of that shape.
+    * A *mask* is a boolean array of that shape (``None`` means every cell), or a strictly
+      increasing 1-D integer array of flat cell indices (``row * cols + col``). Index arrays
+      keep sparse operations on large arrays O(cells addressed) instead of O(array size).
+    * Per-cell parameters (``v_gate``, ``v_pulse``, ...) are scalars, arrays of the array's
+      shape, or — with an index array — vectors with one value per addressed cell.
     * Conductances are in siemens, voltages in volts, widths and times in seconds.
 """
 
@@ -76,18 +79,30 @@ class CrossbarArray(ABC):
         if mask is None:
             return np.arange(self.size)
         mask = np.asarray(mask)
-        if mask.shape != self.shape or mask.dtype != bool:
-            raise ValueError(f"mask must be a boolean array of shape {self.shape}, got {mask.dtype} {mask.shape}")
-        return np.flatnonzero(mask)
+        if mask.dtype == bool and mask.shape == self.shape:
+            return np.flatnonzero(mask)
+        if mask.ndim == 1 and np.issubdtype(mask.dtype, np.integer):
+            if mask.size and (mask[0] < 0 or mask[-1] >= self.size or np.any(np.diff(mask) <= 0)):
+                raise ValueError(f"cell indices must be strictly increasing within [0, {self.size - 1}]")
+            return mask.astype(np.intp, copy=False)
+        raise ValueError(
+            f"mask must be a boolean array of shape {self.shape} or increasing flat cell indices, "
+            f"got {mask.dtype} {mask.shape}"
+        )
 
     def _per_cell(self, name: str, value: float | np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Gather a scalar or full-shape parameter at the flat indices ``idx``."""
+        """A parameter's value at each addressed cell (scalar, full-shape map or per-cell vector)."""
         arr = np.asarray(value, dtype=float)
         if arr.ndim == 0:
             return np.full(idx.shape, float(arr))
-        if arr.shape != self.shape:
-            raise ValueError(f"{name} must be a scalar or an array of shape {self.shape}, got {arr.shape}")
-        return arr.reshape(-1)[idx]
+        if arr.shape == self.shape:
+            return arr.reshape(-1)[idx]
+        if arr.ndim == 1 and arr.shape == idx.shape:
+            return arr
+        raise ValueError(
+            f"{name} must be a scalar, an array of shape {self.shape} or one value per addressed cell "
+            f"({idx.size}), got shape {arr.shape}"
+        )
 
     def _account(self, kind: OpKind, idx: np.ndarray, cost_each: float, **fields: float | np.ndarray) -> None:
         """Advance the bench clock over ``idx`` cells and emit the op records."""
@@ -224,16 +239,26 @@ class CrossbarArray(ABC):
         Returns:
             Measured conductance, S, shape (rows, cols); NaN for cells not in ``mask``.
         """
+        idx = self._indices(mask)
+        out = np.full(self.size, np.nan)
+        out[idx] = self.read_cells(idx, v_read)
+        return out.reshape(self.shape)
+
+    def read_cells(self, cells: np.ndarray, v_read: float | None = None) -> np.ndarray:
+        """Measure the cells at flat indices ``cells`` (strictly increasing).
+
+        Returns:
+            Measured conductance, S, shape (len(cells),).
+        """
         self._check_open()
         v_read = self.technology.v_read if v_read is None else v_read
         self.limits.check_read(v_read)
-        idx = self._indices(mask)
-        out = np.full(self.size, np.nan)
-        if idx.size:
-            g = self._read(idx, float(v_read))
-            out[idx] = g
-            self._account(OpKind.READ, idx, self.timing.read_time, v_pulse=v_read, result=g)
-        return out.reshape(self.shape)
+        idx = self._indices(np.asarray(cells))
+        if idx.size == 0:
+            return np.empty(0)
+        g = self._read(idx, float(v_read))
+        self._account(OpKind.READ, idx, self.timing.read_time, v_pulse=v_read, result=g)
+        return g
 
     def mvm(self, x: np.ndarray, v_read: float | None = None) -> np.ndarray:
         """Vector-matrix product with the *measured* conductances.

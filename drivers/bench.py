@@ -543,3 +543,11 @@ def _make_router(config: BenchConfig, transport: Transport) -> Any:
         bitline_first=cfg.bitline_first, wordline_first=cfg.wordline_first, sourceline_first=cfg.sourceline_first,
     )
     return SwitchMatrix(transport, wiring, config.shape)
+
+
+def open_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> BenchArray:
+    """Validate a bench file, then open its instruments: the one-call way to a bench array."""
+    return BenchArray.from_config(load_bench(path, overrides))
+
+
+BenchArray.from_toml = staticmethod(open_bench)  # type: ignore[attr-defined]

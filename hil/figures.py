@@ -67,8 +67,12 @@ def heat_map(path: Path, g_map: np.ndarray, title: str) -> Path:
     """Conductance map (S) as an image in µS."""
     rows, cols = g_map.shape
     fig, ax = plt.subplots(figsize=(6.5, 5.5 * rows / max(cols, 1) + 0.8))
-    im = ax.imshow(g_map * 1e6, cmap="viridis", interpolation="nearest", aspect="auto")
-    fig.colorbar(im, ax=ax, label="conductance (µS)")
+    us = g_map * 1e6
+    finite = us[np.isfinite(us)]
+    vmin, vmax = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
+    cmap = plt.get_cmap("viridis").with_extremes(over="red", under="black")
+    im = ax.imshow(us, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
+    fig.colorbar(im, ax=ax, extend="both", label="conductance (µS); red/black: beyond the 0.5-99.5 % range")
     ax.set_xlabel("bit line (column)")
     ax.set_ylabel("word line (row)")
     ax.set_title(title)

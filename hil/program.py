@@ -128,11 +128,12 @@ class IGVVA:
     name: str = "igvva"
 
     def start(self, array: CrossbarArray, first_guess: np.ndarray) -> np.ndarray:
-        """Initial per-cell control value (gate voltage, V) from the first guess."""
+        """Initial per-cell control value (gate voltage, V) from the first guess, shape (n,)."""
         return first_guess.copy()
 
-    def pulse(self, array: CrossbarArray, mask: np.ndarray, control: np.ndarray) -> None:
-        array.set_pulse(mask, v_gate=control, v_pulse=self.v_pulse)
+    def pulse(self, array: CrossbarArray, cells: np.ndarray, control: np.ndarray) -> None:
+        """One SET pulse on flat cell indices ``cells`` with per-cell gate voltages ``control`` (V)."""
+        array.set_pulse(cells, v_gate=control, v_pulse=self.v_pulse)
 
     def bounds(self, array: CrossbarArray) -> tuple[float, float]:
         return array.technology.v_gate_min, array.technology.v_gate_max
@@ -167,9 +168,10 @@ class ISPP:
     def start(self, array: CrossbarArray, first_guess: np.ndarray) -> np.ndarray:
         return first_guess.copy()
 
-    def pulse(self, array: CrossbarArray, mask: np.ndarray, control: np.ndarray) -> None:
+    def pulse(self, array: CrossbarArray, cells: np.ndarray, control: np.ndarray) -> None:
+        """One SET pulse on flat cell indices ``cells`` with per-cell amplitudes ``control`` (V)."""
         v_gate = array.technology.v_gate_max if self.v_gate is None else self.v_gate
-        array.set_pulse(mask, v_gate=v_gate, v_pulse=control)
+        array.set_pulse(cells, v_gate=v_gate, v_pulse=control)
 
     def bounds(self, array: CrossbarArray) -> tuple[float, float]:
         return self.v_pulse_start, self.v_pulse_max
@@ -261,66 +263,71 @@ def program_verify(
     targets = validate_targets(array, targets, tolerance)
     if int(max_pulses) < 1:
         raise ValueError(f"max_pulses={max_pulses!r} must be >= 1")
+    if not 0 < verify_band <= 1:
+        raise ValueError(f"verify_band={verify_band!r} outside the allowed range (0, 1]")
     selected = ~np.isnan(targets)
     if mask is not None:
         selected &= np.asarray(mask, dtype=bool)
-    targets = np.where(selected, targets, np.nan)
-    shape, n = array.shape, int(selected.sum())
-    if not 0 < verify_band <= 1:
-        raise ValueError(f"verify_band={verify_band!r} outside the allowed range (0, 1]")
+    shape = array.shape
+    cells = np.flatnonzero(selected)  # the programmed cells; all state below is per cell
+    n = cells.size
+    target = targets.reshape(-1)[cells]
     band = tolerance * verify_band
-    lo, hi = targets * (1 - band), targets * (1 + band)
+    lo, hi = target * (1 - band), target * (1 + band)
 
     c_min, c_max = strat.bounds(array)
     guess = strat.default_first_guess(array) if first_guess is None else first_guess
-    control = np.clip(np.broadcast_to(np.asarray(guess, dtype=float), shape), c_min, c_max)
-    control = strat.start(array, np.where(selected, control, c_min))
-    pulses = np.zeros(shape, dtype=np.int32)
-    converged = np.zeros(shape, dtype=bool)
-    g_verify = np.full(shape, np.nan)
+    guess = np.asarray(guess, dtype=float)
+    guess = guess.reshape(-1)[cells] if guess.shape == shape else np.broadcast_to(guess, (n,))
+    control = np.clip(strat.start(array, np.asarray(guess, dtype=float)), c_min, c_max)
+    pulses = np.zeros(n, dtype=np.int32)
+    converged = np.zeros(n, dtype=bool)
 
     # Initial verify: cells already in the window cost nothing; cells above it are RESET first.
-    g = array.read(selected)
-    g_verify[selected] = g[selected]
-    converged |= selected & (g >= lo) & (g <= hi)
-    above = selected & (g > hi)
-    if above.any():
-        array.reset_pulse(above)
+    g_verify = array.read_cells(cells)
+    converged[:] = (g_verify >= lo) & (g_verify <= hi)
+    above = np.flatnonzero(g_verify > hi)
+    if above.size:
+        array.reset_pulse(cells[above])
         pulses[above] += 1
 
-    active = selected & ~converged
+    active = np.flatnonzero(~converged)  # positions into ``cells``
     iterations = cell_iterations = 0
-    while active.any():
+    while active.size:
         iterations += 1
-        cell_iterations += int(active.sum())
-        strat.pulse(array, active, control)
+        cell_iterations += active.size
+        addressed = cells[active]
+        strat.pulse(array, addressed, control[active])
         pulses[active] += 1
-        g = array.read(active)
-        g_verify[active] = g[active]
-        hit = active & (g >= lo) & (g <= hi)
-        below = active & (g < lo)
-        over = active & (g > hi)
-        converged |= hit
-        control = np.where(below, np.minimum(control + strat.step, c_max), control)
-        capped = pulses >= max_pulses
-        retry = over & ~capped
-        if retry.any():
-            array.reset_pulse(retry)
+        g = array.read_cells(addressed)
+        g_verify[active] = g
+        hit, below, over = (g >= lo[active]) & (g <= hi[active]), g < lo[active], g > hi[active]
+        converged[active[hit]] = True
+        control[active[below]] = np.minimum(control[active[below]] + strat.step, c_max)
+        retry = active[over & (pulses[active] < max_pulses)]
+        if retry.size:
+            array.reset_pulse(cells[retry])
             pulses[retry] += 1
-            control = np.where(retry, np.maximum(control - strat.backoff_steps * strat.step, c_min), control)
-        active = selected & ~converged & (pulses < max_pulses)
+            control[retry] = np.maximum(control[retry] - strat.backoff_steps * strat.step, c_min)
+        active = active[~hit & (pulses[active] < max_pulses)]
         if progress is not None:
-            progress(n - int(active.sum()), n)
+            progress(n - active.size, n)
 
-    g_final = array.read(selected) if n else np.full(shape, np.nan)
-    success = converged & (np.abs(g_final - targets) <= tolerance * targets)
+    g_final = array.read_cells(cells)
+    success = converged & (np.abs(g_final - target) <= tolerance * target)
+
+    def as_map(values: np.ndarray, fill: float | bool) -> np.ndarray:
+        out = np.full(array.size, fill, dtype=np.asarray(values).dtype)
+        out[cells] = values
+        return out.reshape(shape)
+
     report = ProgramReport(
-        targets=targets,
-        pulses=pulses,
-        g_verify=g_verify,
-        g_final=np.where(selected, g_final, np.nan),
-        converged=converged,
-        success=success,
+        targets=np.where(selected, targets, np.nan),
+        pulses=as_map(pulses, 0),
+        g_verify=as_map(g_verify, np.nan),
+        g_final=as_map(g_final, np.nan),
+        converged=as_map(converged, False),
+        success=as_map(success, False),
         tolerance=float(tolerance),
         strategy=strat.name,
         bench_time=array.bench_time - t0_bench,

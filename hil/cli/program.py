@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.table import LevelTable, default_table
 from drivers.bench import BenchArray, load_bench
 from drivers.errors import HilError
 from hil.cli.common import add_backend_options, make_sim_array, parse_shape, progress_bar
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pulses", type=int, default=200, help="per-cell pulse cap (default 200)")
     p.add_argument("--verify-band", type=float, default=0.5,
                    help="verify window as a fraction of the tolerance (default 0.5)")
+    p.add_argument("--table", metavar="FILE.h5|default",
+                   help="calibration level table for the IGVVA first guess ('default': the shipped table)")
     add_backend_options(p)
     p.add_argument("--bench", type=Path, metavar="FILE.toml",
                    help="run on the instruments of a bench file (e.g. examples/bench-sim.toml) instead of --sim")
@@ -89,6 +92,14 @@ def _run(args: argparse.Namespace) -> int:
         shape = args.shape or bench.shape
     if bench is not None and tuple(shape) != bench.shape:
         raise ValueError(f"target shape {tuple(shape)} differs from the bench's array {bench.shape} ({args.bench})")
+    table = None
+    if args.table is not None:
+        if args.strategy != "igvva":
+            raise ValueError(f"--table gives gate voltages (IGVVA first guesses); it needs --strategy igvva, not {args.strategy}")
+        tech_name = bench.technology.name if bench is not None else args.sim
+        table = default_table(tech_name) if args.table == "default" else LevelTable.load(args.table)
+        if table.technology != tech_name:
+            raise ValueError(f"--table {args.table!r} is for technology {table.technology!r}, the array is {tech_name!r}")
     check_writable(args.out, args.overwrite)
 
     array = BenchArray.from_config(bench) if bench is not None else make_sim_array(args, shape)
@@ -102,11 +113,14 @@ def _run(args: argparse.Namespace) -> int:
             "verify_band": args.verify_band, "levels": args.levels,
             "targets_file": str(args.targets) if args.targets else None, "form": not args.no_form,
             "bench": str(args.bench) if args.bench else None,
+            "table": args.table,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
                              instruments=array.identity(), overwrite=args.overwrite) as store:
             array.add_listener(store.append_ops)
             store.snapshot("targets", targets, array.bench_time)
+            if table is not None:
+                store.save_calibration(*table.to_store())
             if not args.no_form:
                 array.form()
             n = int(np.count_nonzero(~np.isnan(targets)))
@@ -114,6 +128,7 @@ def _run(args: argparse.Namespace) -> int:
                 report = program_verify(
                     array, targets, tolerance=args.tolerance, strategy=args.strategy,
                     max_pulses=args.max_pulses, verify_band=args.verify_band, progress=update,
+                    first_guess=None if table is None else table.first_guess_map(targets),
                 )
             store.snapshot("verify", report.g_verify, array.bench_time)
             store.snapshot("final", report.g_final, array.bench_time)

@@ -110,3 +110,22 @@ def test_closed_array_refuses_work(array):
 def test_bad_mask_rejected(array):
     with pytest.raises(ValueError, match="mask must be a boolean array"):
         array.read(np.ones((4, 4), bool))
+
+
+def test_index_addressing_matches_mask_addressing():
+    a, b = SimArray((8, 8), "hfo2", seed=9), SimArray((8, 8), "hfo2", seed=9)
+    a.form()
+    b.form()
+    cells = np.array([3, 10, 42])
+    mask = np.zeros((8, 8), bool)
+    mask.flat[cells] = True
+    a.set_pulse(cells, v_gate=np.array([0.9, 1.0, 1.1]))
+    gates = np.zeros((8, 8))
+    gates.flat[cells] = [0.9, 1.0, 1.1]
+    b.set_pulse(mask, v_gate=gates)
+    assert np.array_equal(a.read_cells(cells), b.read(mask)[mask])
+    assert a.bench_time == b.bench_time
+    with pytest.raises(ValueError, match="strictly increasing"):
+        a.read_cells(np.array([5, 3]))
+    with pytest.raises(ValueError, match="one value per addressed cell"):
+        a.set_pulse(cells, v_gate=np.array([1.0, 1.0]))

@@ -1,0 +1,234 @@
+"""``hil calibrate``: characterise an array, fit the device model, write a level table and figures.
+
+    hil calibrate --sim hfo2 --out table.h5 [--shape 32x32] [--seed N] [--run char.h5]
+    hil calibrate --from-run char.h5 --out table.h5        (fit an existing characterisation run)
+    hil calibrate --bench bench.toml --out table.h5        (needs drivers.bench)
+
+The characterisation is logged to a run file (``--run``, default ``<out>_char.h5``); the table
+is written atomically; PNG figures go beside the table (``<out>_iv.png``, ``_lrs.png``,
+``_hrs.png``, ``_levels.png``, ``_noise.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from calibration import figures
+from calibration.fit import fit
+from calibration.table import apply_levels, build_table
+from drivers.sim.presets import get_preset
+from drivers.sim_array import SimArray
+from hil.cli.common import add_backend_options, parse_shape
+from hil.experiments.characterise import (
+    CharacterisationPlan, characterise, characterise_levels, load_characterisation,
+)
+from hil.store import RunStore, check_writable
+
+log = logging.getLogger(__name__)
+
+FIGURES = ("iv", "lrs", "hrs", "levels", "noise")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="characterise, fit the device model, write a level table",
+                       description="Characterise an array (forming, quasi-static I-V, LRS vs I_C, HRS vs "
+                                   "V_STOP, read noise, relaxation, multi-level CDFs), fit the simulator's "
+                                   "device model with uncertainties, and write an HDF5 level table and PNG "
+                                   "figures.")
+    add_backend_options(p)
+    p.add_argument("--bench", type=Path, metavar="FILE.toml", help="characterise a bench array described by FILE")
+    p.add_argument("--from-run", type=Path, metavar="CHAR.h5",
+                   help="fit an existing characterisation run instead of measuring")
+    p.add_argument("--shape", type=parse_shape, default=(32, 32), metavar="ROWSxCOLS",
+                   help="simulated array shape (default 32x32)")
+    p.add_argument("--out", type=Path, default=Path("table.h5"), help="level table to write (default table.h5)")
+    p.add_argument("--run", type=Path, metavar="CHAR.h5", help="characterisation run file (default <out>_char.h5)")
+    p.add_argument("--levels", type=int, help="number of levels (default: the technology's, else 16)")
+    p.add_argument("--margin", type=float, default=0.5,
+                   help="first-guess margin below the median gate, in units of the level spread (default 0.5)")
+    p.add_argument("--cycles", type=int, default=4, help="SET/RESET cycles per condition (default 4)")
+    p.add_argument("--relax-max", type=float, default=1e4, metavar="SECONDS",
+                   help="last relaxation read after programming, s (default 1e4)")
+    p.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the uncertainties (default 200)")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=run)
+
+
+def _open_bench(path: Path):
+    try:
+        from drivers import bench  # type: ignore[attr-defined]  # arrives with the drivers issue
+    except ImportError:
+        raise ValueError(f"--bench {str(path)!r}: bench arrays arrive with the drivers issue "
+                         "(drivers.bench is not in this version); use --sim hfo2|siox") from None
+    opener = getattr(bench, "open_bench", None) or getattr(getattr(bench, "BenchArray", None), "from_toml", None)
+    if opener is None:
+        raise RuntimeError("drivers.bench has neither open_bench() nor BenchArray.from_toml(); "
+                           "wire it into hil.cli.calibrate._open_bench")
+    return opener(path)
+
+
+def _relax_times(t_max: float) -> tuple[float, ...]:
+    if not (np.isfinite(t_max) and 10.0 <= t_max <= 1e6):
+        raise ValueError(f"--relax-max {t_max} outside the allowed range [10, 1e6] s")
+    decades = np.log10(t_max)
+    return tuple(float(v) for v in np.unique(np.round(np.logspace(0, decades, int(2 * decades) + 1), 6)))
+
+
+def run(args: argparse.Namespace) -> int:
+    # ---- validate everything before touching an array or a file
+    if args.levels is not None and not 2 <= args.levels <= 64:
+        raise ValueError(f"--levels {args.levels} outside the allowed range [2, 64]")
+    if not (np.isfinite(args.margin) and 0 <= args.margin <= 5):
+        raise ValueError(f"--margin {args.margin} outside the allowed range [0, 5] (units of the level spread)")
+    if not 2 <= args.cycles <= 100:
+        raise ValueError(f"--cycles {args.cycles} outside the allowed range [2, 100]")
+    if not 20 <= args.boot <= 10000:
+        raise ValueError(f"--boot {args.boot} outside the allowed range [20, 10000]")
+    rows, cols = args.shape
+    if rows * cols < 64:
+        raise ValueError(f"--shape {rows}x{cols} has {rows * cols} cells; calibration needs at least 64 (e.g. 8x8)")
+    plan = CharacterisationPlan(cycles=args.cycles, relax_times=_relax_times(args.relax_max))
+    out = Path(args.out)
+    if out.suffix != ".h5":
+        raise ValueError(f"--out {str(out)!r} must end in .h5")
+    check_writable(out, args.overwrite)
+    stem = out.with_suffix("")
+    pngs = [] if args.no_figures else [stem.with_name(f"{stem.name}_{k}.png") for k in FIGURES]
+    for png in pngs:
+        check_writable(png, args.overwrite)
+
+    truth = None
+    levels_data = None
+    if args.from_run is not None:
+        data = load_characterisation(args.from_run)
+        base = _base_params(data.technology)
+        array = None
+    else:
+        run_path = args.run or stem.with_name(f"{stem.name}_char.h5")
+        check_writable(run_path, args.overwrite)
+        if args.bench is not None:
+            array = _open_bench(args.bench)
+            backend = "bench"
+        else:
+            array = SimArray(args.shape, args.sim, seed=args.seed)
+            truth = array.model.params
+            backend = "sim"
+        base = _base_params(array.technology.name)
+        conditions = plan.resolve(array)
+
+    n_levels = args.levels
+    with _maybe(array):
+        if array is not None:
+            tech = array.technology
+            config = {"command": "calibrate", "plan": conditions, "technology": tech.name,
+                      "shape": list(array.shape), "seed": args.seed, "margin": args.margin}
+            with RunStore.create(run_path, config=config, seed=args.seed, backend=backend,
+                                 instruments=array.identity(), overwrite=args.overwrite) as store:
+                bar = tqdm(total=plan.n_steps(conditions), desc="characterise", unit="step", dynamic_ncols=True,
+                           mininterval=0.2)
+                try:
+                    def progress(done: int, total: int, stage: str) -> None:
+                        bar.set_description(stage, refresh=False)
+                        bar.update(done - bar.n)
+                    data = characterise(array, plan, store=store, progress=progress, conditions=conditions)
+                finally:
+                    bar.close()
+                result = fit(data, base, n_boot=args.boot, seed=args.seed)
+                n_levels = n_levels or (len(tech.levels) or 16)
+                table = build_table(data, result, tech.level_targets(n_levels), margin=args.margin,
+                                    source=_source(run_path, array))
+                usable = ~data.excluded_mask().reshape(array.shape)
+                levels_data = characterise_levels(array, table.v_gate, table.lcs_v_stop, mask=usable, store=store)
+                table = apply_levels(table, levels_data)
+                arrays, attrs = table.to_store()
+                store.save_calibration(arrays, attrs)
+                for name, est in result.estimates.items():
+                    store.metric(f"fit_{name}", 0, 0, est.value)
+                    store.metric(f"fit_{name}_stderr", 0, 0, est.stderr)
+        else:
+            result = fit(data, base, n_boot=args.boot, seed=args.seed)
+            tech = get_preset(data.technology).technology if _is_preset(data.technology) else None
+            if n_levels is None:
+                n_levels = len(tech.levels) if tech is not None and tech.levels else 16
+            if tech is None:
+                raise ValueError(f"technology {data.technology!r} has no preset to take level targets from")
+            table = build_table(data, result, tech.level_targets(n_levels), margin=args.margin,
+                                source=f"fit of {data.source}; spread from the I_C sweep (no level run)")
+    table.save(out)
+    written = [] if args.no_figures else figures.all_figures(stem, data, result, levels_data,
+                                                               table if levels_data is not None else None)
+    _print_summary(result, truth, table, out, written, data)
+    return 0
+
+
+class _maybe:
+    """Context manager that closes the array (outputs off) if there is one."""
+
+    def __init__(self, array) -> None:
+        self.array = array
+
+    def __enter__(self):
+        return self.array
+
+    def __exit__(self, *exc) -> None:
+        if self.array is not None:
+            self.array.close()
+
+
+def _is_preset(name: str) -> bool:
+    try:
+        get_preset(name)
+        return True
+    except ValueError:
+        return False
+
+
+def _base_params(technology: str):
+    """Base parameters for what is not fitted: the technology's preset (hfo2 for unknown ones)."""
+    if _is_preset(technology):
+        return get_preset(technology).physics
+    log.warning("no preset for technology %r; unfitted parameters are taken from the hfo2 preset", technology)
+    return get_preset("hfo2").physics
+
+
+def _source(run_path: Path, array) -> str:
+    ident = array.identity()
+    text = f"fit of characterisation run {Path(run_path).name} ({ident.get('array', ident.get('backend'))})"
+    if isinstance(array, SimArray):
+        text += f"; simulated preset whose magnitudes come from: {array.technology.reference}"
+    return text
+
+
+def _print_summary(result, truth, table, out: Path, pngs: list[Path], data) -> None:
+    print(f"calibrated {data.technology} {data.shape[0]}x{data.shape[1]}: "
+          f"{result.derived['cells_used']} cells used, {result.derived['cells_excluded']} excluded; "
+          f"uncertainties: bootstrap standard errors ({result.n_boot} resamples)")
+    head = f"  {'parameter':15s} {'fitted':>12s} {'± s.e.':>10s}"
+    if truth is not None:
+        head += f" {'true (sim)':>12s} {'error':>8s} {'error/s.e.':>10s}"
+    print(head)
+    for row in result.summary_rows(truth):
+        line = f"  {row['name']:15s} {row['value']:12.4g} {row['stderr']:10.2g}"
+        if truth is not None:
+            z = (row["value"] - row["true"]) / row["stderr"] if row["stderr"] > 0 else float("nan")
+            line += f" {row['true']:12.4g} {100 * row['rel_error']:+7.1f}% {z:+10.1f}"
+        print(line)
+    print(f"  not fitted (kept from the {result.params.name} preset): {', '.join(result.not_fitted)}")
+    sw = result.derived
+    if sw.get("iv_v_gate"):
+        print("  switching voltages (I-V staircase, median): " + ", ".join(
+            f"V_G {g:.2f} V: SET {s:.2f} V RESET {r:.2f} V"
+            for g, s, r in zip(sw["iv_v_gate"], sw["iv_v_set_median"], sw["iv_v_reset_median"])))
+    print(f"level table ({table.n_levels} levels, V_STOP {table.lcs_v_stop:.2f} V) -> {out}")
+    print(f"  {'level':>5s} {'G target':>10s} {'I_C':>9s} {'V_G':>7s} {'V_G first':>9s} {'median':>10s} {'sigma':>6s} {'cells':>6s}")
+    for l in range(table.n_levels):
+        print(f"  {l:5d} {table.g_target[l] * 1e6:8.1f}µS {table.i_c[l] * 1e6:7.1f}µA {table.v_gate[l]:6.3f}V "
+              f"{table.v_gate_first[l]:8.3f}V {table.g_median[l] * 1e6:8.1f}µS {table.sigma[l]:6.3f} {int(table.n_cells[l]):6d}")
+    if pngs:
+        print("figures: " + ", ".join(str(p) for p in pngs))
