@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -120,6 +121,7 @@ class BenchConfig:
     read_compliance: float = 1e-3
     pulse_compliance: float = 1e-3
     v_gate_read: float | None = None
+    wait: str = "sleep"
     sim: SimConfig = field(default_factory=SimConfig)
     source: str = ""
 
@@ -234,7 +236,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
     bench = data.get("bench")
     if not isinstance(bench, dict):
         raise BenchConfigError("[bench] section is missing")
-    _check_keys(bench, "bench", {"name", "shape", "technology", "operating", "batch", "read_compliance", "pulse_compliance", "v_gate_read"})
+    _check_keys(bench, "bench", {"name", "shape", "technology", "operating", "batch", "read_compliance", "pulse_compliance", "v_gate_read", "wait"})
     shape = bench.get("shape")
     if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 1024 for x in shape)):
         raise BenchConfigError(f"bench.shape = {shape!r} must be [rows, cols] with 1 <= rows, cols <= 1024")
@@ -289,6 +291,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         read_compliance=_num(bench, "read_compliance", "bench", 1e-9, limits.max_compliance, min(1e-3, limits.max_compliance), "A"),
         pulse_compliance=_num(bench, "pulse_compliance", "bench", 1e-9, limits.max_compliance, min(1e-3, limits.max_compliance), "A"),
         v_gate_read=_num(bench, "v_gate_read", "bench", 0.0, limits.max_v_gate, min(technology.v_gate_reset, limits.max_v_gate), "V"),
+        wait=_str(bench, "wait", "bench", ("sleep", "clock"), "sleep"),
         sim=sim,
         source=source,
     )
@@ -343,6 +346,10 @@ class BenchArray(CrossbarArray):
         read_compliance, pulse_compliance: SMU compliances during reads and pulses, A (the
             gate sets the cell's own compliance during a SET; the SMU's is a backstop).
         v_gate_read: gate voltage during reads, V (transistor fully on).
+        wait: what :meth:`wait` does: ``"sleep"`` lets the time really pass (a real bench:
+            devices relax); ``"clock"`` only advances the bench clock (a simulated bench: its
+            instruments' own clock advances with their operations only, so devices do not
+            relax during host-side waits, unlike :class:`~drivers.sim_array.SimArray`).
     """
 
     def __init__(
@@ -357,8 +364,12 @@ class BenchArray(CrossbarArray):
         read_compliance: float = 1e-3,
         pulse_compliance: float = 1e-3,
         v_gate_read: float | None = None,
+        wait: str = "sleep",
     ) -> None:
         super().__init__(shape, technology, limits, timing)
+        if wait not in ("sleep", "clock"):
+            raise ValueError(f"wait must be 'sleep' or 'clock', got {wait!r}")
+        self.wait_mode = wait
         rshape = getattr(router, "shape", None)
         if rshape is not None and (shape[0] > rshape[0] or shape[1] > rshape[1]):
             raise ValueError(f"array {shape} does not fit the router's {rshape}")
@@ -420,7 +431,7 @@ class BenchArray(CrossbarArray):
             opened.append(router)
             return cls(
                 config.shape, config.technology, smu, router, config.limits, config.timing,
-                config.batch, config.read_compliance, config.pulse_compliance, config.v_gate_read,
+                config.batch, config.read_compliance, config.pulse_compliance, config.v_gate_read, config.wait,
             )
         except BaseException:
             for inst in reversed(opened):
@@ -490,6 +501,15 @@ class BenchArray(CrossbarArray):
                 self._board.forget_list()
             raise
         return current / v_read
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` pass: really (``wait="sleep"``, outputs as they are) or on the clock only."""
+        super().wait(seconds)
+        if self.wait_mode == "sleep":
+            self._sync()
+            end = time.monotonic() + float(seconds)
+            while (left := end - time.monotonic()) > 0:
+                time.sleep(min(left, 0.5))
 
     def _close(self) -> None:
         errors = []

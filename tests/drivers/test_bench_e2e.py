@@ -3,6 +3,9 @@ simulated bench server, against SimArray; and the other SMU/router combinations 
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,8 +13,6 @@ from drivers.bench import BenchArray, load_bench
 from drivers.sim.server import SimServer, build_sim_bench, resources_overrides
 from drivers.sim_array import SimArray
 from hil.program import program_verify
-
-from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SERVER = {"sim": {"smu_port": 0, "router_port": 0, "pty_link": ""}}
@@ -126,3 +127,15 @@ def test_close_leaves_everything_off():
     assert not sims.smu.ch[1].output and not sims.smu.ch[2].output
     assert sims.smu.ch[1].level == 0.0
     assert (sims.router.wl, sims.router.bl, sims.router.armed) == (-1, -1, 0)
+
+
+def test_wait_sleeps_on_a_real_bench_and_only_ticks_on_a_simulated_one():
+    for mode, seconds in (("clock", 100.0), ("sleep", 0.05)):
+        cfg = load_bench(EXAMPLES / "bench-sim.toml", {"bench": {"wait": mode}})
+        sims = build_sim_bench(cfg)
+        with BenchArray.from_config(cfg, sims.transports()) as bench:
+            t0, b0 = time.monotonic(), bench.bench_time
+            bench.wait(seconds)
+            elapsed = time.monotonic() - t0
+            assert bench.bench_time - b0 == pytest.approx(seconds)
+            assert (elapsed >= seconds) if mode == "sleep" else (elapsed < 1.0)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 
 from drivers.bench import load_bench
 from drivers.sim.server import SimServer
