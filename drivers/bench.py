@@ -464,9 +464,17 @@ class BenchArray(CrossbarArray):
                     self.smu.pulse_one(float(v_pulse[k]), float(v_gate[k]) if self._smu_gate else None, width, self.pulse_compliance)
                     self._smu_busy = hasattr(self.smu, "wait_idle")
         except BaseException:
-            if self._board is not None:
-                self._board.forget_list()
+            self._after_failure()
             raise
+
+    def _after_failure(self) -> None:
+        """Any failure mid-operation: SMU outputs off, the board's list cache void."""
+        if self._board is not None:
+            self._board.forget_list()
+        safe_off = getattr(self.smu, "_safe_off", None)
+        if safe_off is not None:
+            safe_off()
+        self._smu_busy = False
 
     def _form(self, idx: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
         self._pulse(idx, v_pulse, v_gate, width)
@@ -497,8 +505,7 @@ class BenchArray(CrossbarArray):
                     current[k] = self.smu.read_one(v_read, self.v_gate_read if self._smu_gate else None, aperture, self.read_compliance)
                     self._smu_busy = False
         except BaseException:
-            if self._board is not None:
-                self._board.forget_list()
+            self._after_failure()
             raise
         return current / v_read
 

@@ -139,3 +139,19 @@ def test_wait_sleeps_on_a_real_bench_and_only_ticks_on_a_simulated_one():
             elapsed = time.monotonic() - t0
             assert bench.bench_time - b0 == pytest.approx(seconds)
             assert (elapsed >= seconds) if mode == "sleep" else (elapsed < 1.0)
+
+
+def test_a_failure_mid_operation_switches_the_smu_outputs_off():
+    cfg = load_bench(EXAMPLES / "bench-sim.toml")
+    sims = build_sim_bench(cfg)
+    bench = BenchArray.from_config(cfg, sims.transports())
+    bench.form()
+    assert sims.smu.ch[1].output and sims.smu.ch[2].output
+    sims.router.faults.p_timeout = 1.0  # the board stops answering
+    mask = np.zeros(bench.shape, bool)
+    mask[0, :3] = True
+    with pytest.raises(Exception, match="no complete reply"):
+        bench.set_pulse(mask, v_gate=1.0)
+    assert not sims.smu.ch[1].output and not sims.smu.ch[2].output
+    sims.router.faults.p_timeout = 0.0
+    bench.close()
