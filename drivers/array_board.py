@@ -12,11 +12,11 @@ import binascii
 import logging
 import re
 from collections.abc import Sequence
-from types import TracebackType
 
 import numpy as np
 
 from drivers.errors import InstrumentError, ProtocolError
+from drivers.instrument import Instrument
 from drivers.limits import SafetyLimits
 from drivers.transport import Transport
 
@@ -46,7 +46,7 @@ class BoardError(InstrumentError):
         self.code = code
 
 
-class ArrayBoard:
+class ArrayBoard(Instrument):
     """Driver of the array board.
 
     Args:
@@ -64,10 +64,13 @@ class ArrayBoard:
         > GSRC EXT*XXXX      < OK GSRC EXT*XXXX        (or DAC)
     """
 
+    label = "array board"
+    close_raises = False
+
     def __init__(self, transport: Transport, limits: SafetyLimits, dac_vref: float = 5.0, external_gate: bool = True, reset: bool = True) -> None:
         if not dac_vref > 0:
             raise ValueError(f"dac_vref must be > 0 V, got {dac_vref!r}")
-        self.transport = transport
+        super().__init__(transport)
         self.limits = limits
         self.dac_vref = float(dac_vref)
         self.external_gate = external_gate
@@ -219,19 +222,6 @@ class ArrayBoard:
         }
 
     # ------------------------------------------------------------------ lifetime
-    def close(self) -> None:
-        """Release every line and zero the DAC (safe idle), then release the port. Idempotent."""
-        if self.transport._closed:
-            return
-        try:
-            self.release()
-        except Exception as exc:
-            log.error("array board: could not release the lines on close: %s", exc)
-        finally:
-            self.transport.close()
-
-    def __enter__(self) -> ArrayBoard:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+    def _safe_idle(self) -> None:
+        """Release every line and zero the DAC."""
+        self.release()

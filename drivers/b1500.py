@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from types import TracebackType
 
 import numpy as np
 
 from drivers.errors import InstrumentError, ProtocolError
+from drivers.instrument import Instrument
 from drivers.limits import SafetyLimits
 from drivers.timing import BenchTiming
 from drivers.transport import Transport, format_number
@@ -67,7 +67,7 @@ def parse_flex_data(text: str) -> list[FlexDatum]:
     return out
 
 
-class B1500:
+class B1500(Instrument):
     """Driver of a B1500A with SMU modules.
 
     Args:
@@ -86,10 +86,12 @@ class B1500:
         > ERRX?            < 0,"No Error."
     """
 
+    label = "B1500"
+
     def __init__(self, transport: Transport, limits: SafetyLimits, bitline_channel: int = 1, gate_channel: int | None = 2, reset: bool = True) -> None:
         if not 1 <= bitline_channel <= 10 or (gate_channel is not None and not 1 <= gate_channel <= 10) or gate_channel == bitline_channel:
             raise ValueError(f"slots must be 1..10 and distinct, got bit line {bitline_channel}, gate {gate_channel}")
-        self.transport = transport
+        super().__init__(transport)
         self.limits = limits
         self.bl = bitline_channel
         self.gate = gate_channel
@@ -181,11 +183,11 @@ class B1500:
         try:
             data = self.transport.query_parsed(command, parse, idempotent=command.startswith("T"))
         except BaseException:
-            self._safe_off()
+            self.switch_off_after_failure()
             raise
         bad = [d for d in data if d.status in _BAD_STATUS]
         if bad:
-            self._safe_off()
+            self.switch_off_after_failure()
             raise InstrumentError(f"B1500 slot {slot}: {_BAD_STATUS[bad[0].status]} (status {bad[0].status})")
         if not allow_trip and any(d.status == "C" for d in data):
             from drivers.b2900 import ComplianceTrip
@@ -249,30 +251,6 @@ class B1500:
         return current
 
     # ------------------------------------------------------------------ safety
-    def _guarded(self, message: str) -> None:
-        try:
-            self.transport.write(message)
-        except BaseException:
-            self._safe_off()
-            raise
-
-    def _safe_off(self) -> None:
-        try:
-            self.transport.write("DZ;CL")
-        except Exception as exc:
-            log.error("B1500: could not switch outputs off: %s", exc)
-
-    def close(self) -> None:
-        """Zero and disconnect every channel (``DZ;CL``), release the transport. Idempotent."""
-        if self.transport._closed:
-            return
-        try:
-            self.transport.write("DZ;CL")
-        finally:
-            self.transport.close()
-
-    def __enter__(self) -> B1500:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+    def _safe_idle(self) -> None:
+        """Zero and disconnect every channel (``DZ;CL``)."""
+        self.transport.write("DZ;CL")

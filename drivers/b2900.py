@@ -31,11 +31,11 @@ import logging
 import re
 import struct
 from collections.abc import Sequence
-from types import TracebackType
 
 import numpy as np
 
 from drivers.errors import InstrumentError, ProtocolError
+from drivers.instrument import Instrument
 from drivers.limits import SafetyLimits
 from drivers.timing import BenchTiming
 from drivers.transport import Transport, format_number
@@ -55,7 +55,7 @@ class ComplianceTrip(InstrumentError):
     """The SMU reached its current compliance while measuring (the reading is clamped)."""
 
 
-class B2900:
+class B2900(Instrument):
     """Driver of a two-channel B2900 SMU.
 
     Args:
@@ -74,6 +74,8 @@ class B2900:
         > :SYST:ERR:ALL?             < +0,"No error"
     """
 
+    label = "B2900"
+
     def __init__(
         self,
         transport: Transport,
@@ -84,7 +86,7 @@ class B2900:
     ) -> None:
         if bitline_channel not in (1, 2) or gate_channel not in (1, 2, None) or gate_channel == bitline_channel:
             raise ValueError(f"channels must be 1 or 2 and distinct, got bit line {bitline_channel}, gate {gate_channel}")
-        self.transport = transport
+        super().__init__(transport)
         self.limits = limits
         self.bl = bitline_channel
         self.gate = gate_channel
@@ -316,46 +318,24 @@ class B2900:
         try:
             return self.transport.query_block_parsed(command, parse, idempotent=True)
         except BaseException:
-            self._safe_off()
+            self.switch_off_after_failure()
             raise
 
     def _after_fetch(self, tripped: bool, errors: int) -> None:
         if errors:
-            self._safe_off()
+            self.switch_off_after_failure()
             self.check_errors()
             raise InstrumentError(f"B2900 reported {errors} error(s) but its queue read empty")
         if tripped:
             raise ComplianceTrip("B2900: the bit-line channel reached its current compliance; readings are clamped")
 
     # ------------------------------------------------------------------ safety
-    def _guarded(self, message: str) -> None:
-        """Send ``message``; on any failure try to switch the outputs off, then re-raise."""
-        try:
-            self.transport.write(message)
-        except BaseException:
-            self._safe_off()
-            raise
+    def _emergency_off(self) -> None:
+        self.transport.write(";".join(f":OUTP{c} OFF" for c in (1, 2)))
 
-    def _safe_off(self) -> None:
-        try:
-            self.transport.write(";".join(f":OUTP{c} OFF" for c in (1, 2)))
-        except Exception as exc:  # the link may be the thing that failed
-            log.error("B2900: could not switch outputs off: %s", exc)
-
-    def close(self) -> None:
-        """Outputs off (both channels), then release the transport. Idempotent."""
-        if self.transport._closed:
-            return
-        try:
-            self.transport.write(";".join(f":SOUR{c}:VOLT {f(0.0)};:OUTP{c} OFF" for c in (1, 2)))
-        finally:
-            self.transport.close()
-
-    def __enter__(self) -> B2900:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+    def _safe_idle(self) -> None:
+        """Both channels to 0 V and output off."""
+        self.transport.write(";".join(f":SOUR{c}:VOLT {f(0.0)};:OUTP{c} OFF" for c in (1, 2)))
 
 
 def _join(values: np.ndarray) -> str:

@@ -471,9 +471,7 @@ class BenchArray(CrossbarArray):
         """Any failure mid-operation: SMU outputs off, the board's list cache void."""
         if self._board is not None:
             self._board.forget_list()
-        safe_off = getattr(self.smu, "_safe_off", None)
-        if safe_off is not None:
-            safe_off()
+        self.smu.switch_off_after_failure()
         self._smu_busy = False
 
     def _form(self, idx: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:

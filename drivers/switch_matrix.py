@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from types import TracebackType
 
 from drivers.errors import InstrumentError, ProtocolError
+from drivers.instrument import Instrument
 from drivers.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class MatrixWiring:
         ]
 
 
-class SwitchMatrix:
+class SwitchMatrix(Instrument):
     """Driver of a B2200A/E5250A-class switch matrix acting as a cell router.
 
     Args:
@@ -79,8 +79,11 @@ class SwitchMatrix:
         > :SYST:ERR?             < +0,"No error"
     """
 
+    label = "switch matrix"
+    close_raises = False
+
     def __init__(self, transport: Transport, wiring: MatrixWiring, shape: tuple[int, int], reset: bool = True) -> None:
-        self.transport = transport
+        super().__init__(transport)
         self.wiring = wiring
         self.shape = (int(shape[0]), int(shape[1]))
         rows, cols = self.shape
@@ -134,22 +137,8 @@ class SwitchMatrix:
         self.selected = None
         self.transport.write(f":ROUT:OPEN:CARD {card}")
 
-    def close(self) -> None:
-        """Open every relay, then release the transport. Idempotent."""
-        if self.transport._closed:
-            return
-        try:
-            self.release()
-        except Exception as exc:
-            log.error("switch matrix: could not open the relays on close: %s", exc)
-        finally:
-            self.transport.close()
-
-    def __enter__(self) -> SwitchMatrix:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+    def _safe_idle(self) -> None:
+        self.release()
 
 
 def _parse_states(text: str) -> list[int]:
