@@ -61,16 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open_bench(path: Path):
-    try:
-        from drivers import bench  # type: ignore[attr-defined]  # arrives with the drivers issue
-    except ImportError:
-        raise ValueError(f"--bench {str(path)!r}: bench arrays arrive with the drivers issue "
-                         "(drivers.bench is not in this version); use --sim hfo2|siox") from None
-    opener = getattr(bench, "open_bench", None) or getattr(getattr(bench, "BenchArray", None), "from_toml", None)
-    if opener is None:
-        raise RuntimeError("drivers.bench has neither open_bench() nor BenchArray.from_toml(); "
-                           "wire it into hil.cli.calibrate._open_bench")
-    return opener(path)
+    from drivers.bench import open_bench
+
+    return open_bench(path)
 
 
 def _relax_times(t_max: float) -> tuple[float, ...]:

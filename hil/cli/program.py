@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from calibration.table import LevelTable, default_table
+from drivers.bench import BenchArray, load_bench
+from drivers.errors import HilError
 from hil.cli.common import add_backend_options, make_sim_array, parse_shape, progress_bar
 from hil.program import STRATEGIES, program_verify, validate_targets
 from hil.store import RunStore, check_writable
@@ -34,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", metavar="FILE.h5|default",
                    help="calibration level table for the IGVVA first guess ('default': the shipped table)")
     add_backend_options(p)
+    p.add_argument("--bench", type=Path, metavar="FILE.toml",
+                   help="run on the instruments of a bench file (e.g. examples/bench-sim.toml) instead of --sim")
     p.add_argument("--no-form", action="store_true", help="skip forming (cells already formed)")
     p.add_argument("--out", type=Path, default=Path("run.h5"), help="run file (default run.h5)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run file")
@@ -65,6 +69,14 @@ def generate_targets(technology, levels: int, shape: tuple[int, int], seed: int)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except HilError as exc:  # instrument/protocol errors: a clear message, outputs already off
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _run(args: argparse.Namespace) -> int:
+    bench = load_bench(args.bench) if args.bench is not None else None
     if not (np.isfinite(args.tolerance) and 0 < args.tolerance < 1):
         raise ValueError(f"--tolerance {args.tolerance} outside the allowed range (0, 1) (0.05 = +-5%)")
     if args.max_pulses < 1:
@@ -75,19 +87,22 @@ def run(args: argparse.Namespace) -> int:
         targets = load_targets(args.targets)
         shape = targets.shape
     else:
-        if args.shape is None:
+        if args.shape is None and bench is None:
             raise ValueError("--levels needs --shape ROWSxCOLS")
-        shape = args.shape
+        shape = args.shape or bench.shape
+    if bench is not None and tuple(shape) != bench.shape:
+        raise ValueError(f"target shape {tuple(shape)} differs from the bench's array {bench.shape} ({args.bench})")
     table = None
     if args.table is not None:
         if args.strategy != "igvva":
             raise ValueError(f"--table gives gate voltages (IGVVA first guesses); it needs --strategy igvva, not {args.strategy}")
-        table = default_table(args.sim) if args.table == "default" else LevelTable.load(args.table)
-        if table.technology != args.sim:
-            raise ValueError(f"--table {args.table!r} is for technology {table.technology!r}, the array is {args.sim!r}")
+        tech_name = bench.technology.name if bench is not None else args.sim
+        table = default_table(tech_name) if args.table == "default" else LevelTable.load(args.table)
+        if table.technology != tech_name:
+            raise ValueError(f"--table {args.table!r} is for technology {table.technology!r}, the array is {tech_name!r}")
     check_writable(args.out, args.overwrite)
 
-    array = make_sim_array(args, shape)
+    array = BenchArray.from_config(bench) if bench is not None else make_sim_array(args, shape)
     with array:
         if args.targets is None:
             targets = generate_targets(array.technology, args.levels, shape, args.seed)
@@ -97,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             "tolerance": args.tolerance, "strategy": args.strategy, "max_pulses": args.max_pulses,
             "verify_band": args.verify_band, "levels": args.levels,
             "targets_file": str(args.targets) if args.targets else None, "form": not args.no_form,
+            "bench": str(args.bench) if args.bench else None,
             "table": args.table,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],

@@ -41,16 +41,13 @@ def test_calibrate_sim(tmp_path, capsys):
     np.testing.assert_allclose(t2.i_c, table.i_c, rtol=1e-9)
 
 
-def test_bench_is_a_clear_error_until_drivers_bench(tmp_path, capsys):
-    try:
-        import drivers.bench  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("drivers.bench exists: --bench is wired")
-    assert main(["calibrate", "--bench", str(tmp_path / "bench.toml"), "--out", str(tmp_path / "t.h5")]) == 2
-    assert "bench arrays arrive with the drivers issue" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+def test_bad_bench_file_is_a_clear_error_and_leaves_nothing(tmp_path, capsys):
+    bench = tmp_path / "bench.toml"
+    bench.write_text("[limits]\nmax_v_pulse = -1\n")
+    before = set(tmp_path.iterdir())
+    assert main(["calibrate", "--bench", str(bench), "--out", str(tmp_path / "t.h5")]) == 2
+    assert "bench" in capsys.readouterr().err
+    assert set(tmp_path.iterdir()) == before
 
 
 @pytest.mark.parametrize(("args", "message"), [

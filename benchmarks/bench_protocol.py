@@ -1,0 +1,104 @@
+"""Protocol cost of program-and-verify on the simulated bench, counted in the simulated
+instruments, and the bench time the timing model estimates for a 128x128 array at 8 levels.
+
+    python benchmarks/bench_protocol.py            # full run (128x128 through the protocol too)
+    python benchmarks/bench_protocol.py --quick    # skip the 128x128 protocol run
+
+A *round trip* is one reply the host waits for (a query), summed over the SMU and the router;
+writes are pipelined and cost none. An *iteration* is one pulse+verify pass of
+``hil.program.program_verify`` over the active cells (plus its RESET-and-retry pass, if any).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from drivers.bench import BenchArray, load_bench
+from drivers.sim.server import build_sim_bench
+from drivers.sim_array import SimArray
+from hil.program import program_verify
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bench-sim.toml"
+
+
+def targets_for(technology, shape, levels=8, seed=3):
+    return technology.level_targets(levels)[np.random.default_rng(seed).integers(0, levels, shape)]
+
+
+def protocol_run(smu: str, router: str, shape: tuple[int, int], max_pulses: int = 200) -> dict:
+    over = {"bench": {"shape": list(shape)}, "smu": {"model": smu}, "router": {"model": router, "resource": "sim"}}
+    if smu == "b1500":  # SMU pulses of the B1500 are >= 500 us
+        over["bench"]["operating"] = {"width_set": 1e-3, "width_reset": 1e-3, "width_form": 1e-3}
+        over["limits"] = {"max_width": 2e-3}
+    cfg = load_bench(EXAMPLE, over)
+    sims = build_sim_bench(cfg)
+    with BenchArray.from_config(cfg, sims.transports()) as bench:
+        bench.form()
+        r0 = sims.smu.counters.replies + sims.router.counters.replies
+        t0 = time.perf_counter()
+        rep = program_verify(bench, targets_for(bench.technology, shape), max_pulses=max_pulses)
+        wall = time.perf_counter() - t0
+        trips = sims.smu.counters.replies + sims.router.counters.replies - r0
+        # The steady state: a pulse+verify over an unchanged active set of all cells.
+        mask = np.ones(shape, bool)
+        bench.read(mask)
+        s0 = sims.smu.counters.replies + sims.router.counters.replies
+        bench.set_pulse(mask, v_gate=bench.technology.v_gate_min)
+        bench.read(mask)
+        steady = sims.smu.counters.replies + sims.router.counters.replies - s0
+        mask[0, 0] = False
+        s0 = sims.smu.counters.replies + sims.router.counters.replies
+        bench.set_pulse(mask, v_gate=bench.technology.v_gate_min)
+        bench.read(mask)
+        changed = sims.smu.counters.replies + sims.router.counters.replies - s0
+    return {
+        "iterations": rep.iterations, "cell_iterations": rep.cell_iterations, "trips": trips,
+        "steady": steady, "changed": changed, "yield": rep.yield_, "bench_time": rep.bench_time, "wall": wall,
+        "messages": sims.smu.counters.messages + sims.router.counters.messages,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="skip the 128x128 run through the protocol")
+    args = ap.parse_args()
+
+    print("Round trips of program-and-verify, counted in the simulated instruments (8x8 HfO2, 8 levels)")
+    print(f"{'SMU + router':<26}{'iter.':>6}{'RT total':>10}{'RT/iter':>9}{'RT/cell-iter':>14}{'1 iter, same cells':>20}{'1 iter, new list':>18}")
+    for smu, router in [("b2900", "array_board"), ("b2900", "switch_matrix"), ("b1500", "array_board"), ("b1500", "switch_matrix")]:
+        r = protocol_run(smu, router, (8, 8))
+        print(f"{smu + ' + ' + router:<26}{r['iterations']:>6}{r['trips']:>10}{r['trips'] / r['iterations']:>9.2f}"
+              f"{r['trips'] / r['cell_iterations']:>14.2f}{r['steady']:>20}{r['changed']:>18}")
+    print("  'RT/iter' includes RESET-and-retry passes; '1 iter' is one set_pulse+read over all 64 cells.")
+    print("  B2900 + board: a pulse+verify iteration costs <= 2 round trips (board LOAD when the cell list")
+    print("  changes + one compound SMU fetch). The B1500 costs 4 per cell itself (pulsed-spot XE, TI, an ERRX?")
+    print("  after each) plus the router's 2 (select before the pulse and before the read) = 6 per cell.")
+    print("  The switch matrix costs 4 per cell with a B2900 (select + *OPC? sync + select + fetch).")
+    print()
+
+    shape = (128, 128)
+    tech = load_bench(EXAMPLE).technology
+    targets = targets_for(tech, shape)
+    sim = SimArray(shape, "hfo2", seed=0)
+    t0 = time.perf_counter()
+    sim.form()
+    rep = program_verify(sim, targets)
+    wall = time.perf_counter() - t0
+    print("Bench time the timing model estimates: 128x128 HfO2 array, 8 levels, IGVVA, +-5 %")
+    print(f"  SimArray:                   bench time {rep.bench_time:9.1f} s = {rep.bench_time / 3600:.2f} h "
+          f"(forming excluded), yield {100 * rep.yield_:.2f} %, mean pulses {rep.mean_pulses:.1f}, "
+          f"{rep.iterations} iterations, wall {wall:.1f} s")
+    if not args.quick:
+        r = protocol_run("b2900", "array_board", shape)
+        print(f"  BenchArray B2900 + board:   bench time {r['bench_time']:9.1f} s (same model through the protocol), "
+              f"yield {100 * r['yield']:.2f} %, {r['trips']} round trips in {r['iterations']} iterations "
+              f"({r['trips'] / r['iterations']:.1f} per iteration at batch 1000 = "
+              f"{r['trips'] / r['cell_iterations'] * 1000:.2f} per 1000 cell-iterations), wall {r['wall']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

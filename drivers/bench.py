@@ -1,0 +1,578 @@
+"""BenchArray: a :class:`~drivers.array.CrossbarArray` made of an SMU and a router, and the
+bench TOML file it is built from.
+
+Wiring (see ``examples/bench-*.toml``):
+    * SMU ``bitline_channel`` on the bit line: pulses (SET > 0 V, RESET < 0 V, forming) and reads.
+    * The word-line gate: SMU ``gate_channel``, or the array board's gate DAC when the SMU has
+      no gate channel. The gate voltage sets the compliance through the access transistor.
+    * The router connects the cell: an array board (serial) or a switch matrix (SCPI).
+
+Two execution paths:
+    * **List path** (B2900 + array board): a batch of up to ``batch`` cells is one cell list on
+      the board and one list sweep on the SMU. One pulse+verify iteration over a batch costs
+      2 round trips: the board's ``LOAD`` (skipped when the same list is still armed) and the
+      SMU's compound fetch. The pulse sweep itself is write-only; its errors surface in the
+      error count of the next fetch. This assumes the board's trigger input is wired to the
+      SMU's trigger output (one edge per source point), which this project could not verify
+      on hardware.
+    * **Per-cell path** (switch matrix, or a B1500): for every cell, route (one round trip:
+      the router confirms), then pulse or measure.
+
+Configuration is validated into typed objects before any instrument is touched; a bad field
+raises :class:`BenchConfigError` naming the field, the value and the allowed range.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from drivers.array import CrossbarArray
+from drivers.limits import SafetyLimits
+from drivers.technology import Technology, Transistor
+from drivers.timing import BenchTiming
+from drivers.transport import SerialTransport, Transport, VisaTransport
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+
+class BenchConfigError(ValueError):
+    """A bench file field is missing or out of range (names the field, value and range)."""
+
+
+# ---------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """One instrument: model, resource string and transport settings.
+
+    Attributes:
+        model: ``"b2900"``, ``"b1500"``, ``"array_board"`` or ``"switch_matrix"``.
+        resource: VISA resource string or serial port.
+        backend: pyvisa backend (``""`` default VISA library, ``"@py"`` pyvisa-py).
+        timeout: reply timeout, s.
+        retries: retries of idempotent queries after a transient failure.
+        baudrate: serial line rate (array board), baud.
+        bitline_channel, gate_channel: SMU channels (``gate_channel`` 0 = none).
+        dac_vref: array board gate-DAC full scale, V.
+        bitline_port, gate_port, ground_port: switch-matrix input ports.
+        bitline_first, wordline_first, sourceline_first: switch-matrix output port of bit
+            line 0, word line 0 and source line 0.
+        card: switch-matrix card number (0 = auto configuration).
+    """
+
+    model: str
+    resource: str
+    backend: str = ""
+    timeout: float = 5.0
+    retries: int = 2
+    baudrate: int = 115200
+    bitline_channel: int = 1
+    gate_channel: int = 2
+    dac_vref: float = 5.0
+    bitline_port: int = 1
+    gate_port: int = 2
+    ground_port: int = 3
+    bitline_first: int = 1
+    wordline_first: int = 9
+    sourceline_first: int = 17
+    card: int = 0
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Settings read only by ``hil sim-server``: the simulated devices and where to serve."""
+
+    physics: str = "hfo2"
+    seed: int = 0
+    host: str = "127.0.0.1"
+    smu_port: int = 5025
+    router_port: int = 5026
+    pty_link: str = ""
+    state_file: str = ""
+    p_timeout: float = 0.0
+    p_garble: float = 0.0
+    p_error: float = 0.0
+    fault_seed: int = 12345
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A validated bench file."""
+
+    name: str
+    shape: tuple[int, int]
+    technology: Technology
+    smu: InstrumentConfig
+    router: InstrumentConfig
+    limits: SafetyLimits
+    timing: BenchTiming
+    batch: int = 1000
+    read_compliance: float = 1e-3
+    pulse_compliance: float = 1e-3
+    v_gate_read: float | None = None
+    wait: str = "sleep"
+    sim: SimConfig = field(default_factory=SimConfig)
+    source: str = ""
+
+
+_SMU_MODELS = ("b2900", "b1500")
+_ROUTER_MODELS = ("array_board", "switch_matrix")
+
+
+def _num(section: dict[str, Any], name: str, where: str, low: float, high: float, default: float | None = None, unit: str = "", integer: bool = False) -> Any:
+    if name not in section:
+        if default is None:
+            raise BenchConfigError(f"{where}.{name} is missing (allowed range [{low:g}, {high:g}] {unit})".rstrip())
+        return default
+    value = section[name]
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or not (low <= value <= high):
+        kind = "an integer" if integer else "a number"
+        raise BenchConfigError(f"{where}.{name} = {value!r} is not {kind} in the allowed range [{low:g}, {high:g}] {unit}".rstrip())
+    return int(value) if integer else float(value)
+
+
+def _str(section: dict[str, Any], name: str, where: str, choices: tuple[str, ...] | None = None, default: str | None = None) -> str:
+    if name not in section:
+        if default is None:
+            raise BenchConfigError(f"{where}.{name} is missing" + (f" (one of {list(choices)})" if choices else ""))
+        return default
+    value = section[name]
+    if not isinstance(value, str) or (choices is not None and value not in choices):
+        raise BenchConfigError(f"{where}.{name} = {value!r} is not allowed" + (f"; choose one of {list(choices)}" if choices else "; expected a string"))
+    return value
+
+
+def _check_keys(section: dict[str, Any], where: str, allowed: set[str]) -> None:
+    unknown = set(section) - allowed
+    if unknown:
+        raise BenchConfigError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _instrument(section: Any, where: str, models: tuple[str, ...]) -> InstrumentConfig:
+    if not isinstance(section, dict):
+        raise BenchConfigError(f"[{where}] section is missing")
+    _check_keys(section, where, {f.name for f in fields(InstrumentConfig)})
+    model = _str(section, "model", where, models)
+    return InstrumentConfig(
+        model=model,
+        resource=_str(section, "resource", where),
+        backend=_str(section, "backend", where, default=""),
+        timeout=_num(section, "timeout", where, 0.01, 600.0, 5.0, "s"),
+        retries=_num(section, "retries", where, 0, 10, 2, integer=True),
+        baudrate=_num(section, "baudrate", where, 300, 4_000_000, 115200, "baud", integer=True),
+        bitline_channel=_num(section, "bitline_channel", where, 1, 10, 1, integer=True),
+        gate_channel=_num(section, "gate_channel", where, 0, 10, 2 if model == "b2900" else 0, integer=True),
+        dac_vref=_num(section, "dac_vref", where, 0.1, 20.0, 5.0, "V"),
+        bitline_port=_num(section, "bitline_port", where, 1, 14, 1, integer=True),
+        gate_port=_num(section, "gate_port", where, 1, 14, 2, integer=True),
+        ground_port=_num(section, "ground_port", where, 1, 14, 3, integer=True),
+        bitline_first=_num(section, "bitline_first", where, 1, 48, 1, integer=True),
+        wordline_first=_num(section, "wordline_first", where, 1, 48, 9, integer=True),
+        sourceline_first=_num(section, "sourceline_first", where, 1, 48, 17, integer=True),
+        card=_num(section, "card", where, 0, 4, 0, integer=True),
+    )
+
+
+def _technology(section: dict[str, Any]) -> Technology:
+    from drivers.sim.presets import PRESETS  # preset operating conditions (datasheet values)
+
+    name = _str(section, "technology", "bench", tuple(PRESETS) + ("custom",))
+    tech_overrides = section.get("operating", {})
+    if not isinstance(tech_overrides, dict):
+        raise BenchConfigError("bench.operating must be a table")
+    if name == "custom":
+        base = None
+    else:
+        base = PRESETS[name].technology
+    ranges = {
+        "v_read": (0.01, 1.0), "v_form": (0.1, 10.0), "v_gate_form": (0.0, 10.0), "width_form": (1e-9, 1.0),
+        "v_set": (0.1, 10.0), "width_set": (1e-9, 1.0), "v_stop": (-10.0, -0.1), "v_gate_reset": (0.0, 10.0),
+        "width_reset": (1e-9, 1.0), "v_gate_min": (0.0, 10.0), "v_gate_max": (0.0, 10.0),
+        "v_th": (0.0, 5.0), "k": (1e-7, 1.0),
+    }
+    _check_keys(tech_overrides, "bench.operating", set(ranges) | {"g_window"})
+    values = {}
+    for key, (lo, hi) in ranges.items():
+        default = None
+        if base is not None:
+            default = base.transistor.v_th if key == "v_th" else base.transistor.k if key == "k" else getattr(base, key)
+        values[key] = _num(tech_overrides, key, "bench.operating", lo, hi, default)
+    if "g_window" in tech_overrides:
+        gw = tech_overrides["g_window"]
+        if not (isinstance(gw, list) and len(gw) == 2 and all(isinstance(x, (int, float)) for x in gw) and 0 < gw[0] < gw[1] < 1):
+            raise BenchConfigError(f"bench.operating.g_window = {gw!r} must be [low, high] S with 0 < low < high < 1")
+        g_window = (float(gw[0]), float(gw[1]))
+    elif base is not None:
+        g_window = base.g_window
+    else:
+        raise BenchConfigError("bench.operating.g_window is missing (needed for technology = 'custom')")
+    if values["v_gate_min"] > values["v_gate_max"]:
+        raise BenchConfigError(f"bench.operating.v_gate_min = {values['v_gate_min']} exceeds v_gate_max = {values['v_gate_max']}")
+    return Technology(
+        name=name if base is not None else "custom",
+        transistor=Transistor(values.pop("v_th"), values.pop("k")),
+        g_window=g_window,
+        levels=base.levels if base is not None and "g_window" not in tech_overrides else (),
+        reference=(base.reference if base is not None else "bench file"),
+        **values,
+    )
+
+
+def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
+    """Validate a parsed bench file into a :class:`BenchConfig` (touches no instrument)."""
+    _check_keys(data, "bench file", {"bench", "smu", "router", "limits", "timing", "sim"})
+    bench = data.get("bench")
+    if not isinstance(bench, dict):
+        raise BenchConfigError("[bench] section is missing")
+    _check_keys(bench, "bench", {"name", "shape", "technology", "operating", "batch", "read_compliance", "pulse_compliance", "v_gate_read", "wait"})
+    shape = bench.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 1024 for x in shape)):
+        raise BenchConfigError(f"bench.shape = {shape!r} must be [rows, cols] with 1 <= rows, cols <= 1024")
+    technology = _technology(bench)
+
+    limits_section = data.get("limits", {})
+    _check_keys(limits_section, "limits", {f.name for f in fields(SafetyLimits)})
+    lim_ranges = {"max_v_pulse": (0.01, 20.0, "V"), "max_v_gate": (0.01, 10.0, "V"), "max_v_read": (0.001, 2.0, "V"),
+                  "max_compliance": (1e-9, 0.1, "A"), "max_width": (1e-9, 10.0, "s"), "min_width": (1e-10, 1.0, "s")}
+    default_limits = SafetyLimits()
+    lim = {k: _num(limits_section, k, "limits", lo, hi, getattr(default_limits, k), unit) for k, (lo, hi, unit) in lim_ranges.items()}
+    if lim["min_width"] > lim["max_width"]:
+        raise BenchConfigError(f"limits.min_width = {lim['min_width']:g} s exceeds limits.max_width = {lim['max_width']:g} s")
+    limits = SafetyLimits(**lim)
+
+    timing_section = data.get("timing", {})
+    _check_keys(timing_section, "timing", {"aperture", "read_overhead", "pulse_overhead", "route_settle"})
+    dt = BenchTiming()
+    timing = BenchTiming(
+        aperture=_num(timing_section, "aperture", "timing", BenchTiming.MIN_APERTURE, BenchTiming.MAX_APERTURE, dt.aperture, "s"),
+        read_overhead=_num(timing_section, "read_overhead", "timing", 0.0, 1.0, dt.read_overhead, "s"),
+        pulse_overhead=_num(timing_section, "pulse_overhead", "timing", 0.0, 1.0, dt.pulse_overhead, "s"),
+        route_settle=_num(timing_section, "route_settle", "timing", 0.0, 1.0, dt.route_settle, "s"),
+    )
+
+    smu = _instrument(data.get("smu"), "smu", _SMU_MODELS)
+    router = _instrument(data.get("router"), "router", _ROUTER_MODELS)
+    sim_section = data.get("sim", {})
+    _check_keys(sim_section, "sim", {f.name for f in fields(SimConfig)})
+    sim = SimConfig(
+        physics=_str(sim_section, "physics", "sim", ("hfo2", "siox"), technology.name if technology.name in ("hfo2", "siox") else "hfo2"),
+        seed=_num(sim_section, "seed", "sim", 0, 2**32 - 1, 0, integer=True),
+        host=_str(sim_section, "host", "sim", default="127.0.0.1"),
+        smu_port=_num(sim_section, "smu_port", "sim", 0, 65535, 5025, integer=True),
+        router_port=_num(sim_section, "router_port", "sim", 0, 65535, 5026, integer=True),
+        pty_link=_str(sim_section, "pty_link", "sim", default=""),
+        state_file=_str(sim_section, "state_file", "sim", default=""),
+        p_timeout=_num(sim_section, "p_timeout", "sim", 0.0, 0.5, 0.0),
+        p_garble=_num(sim_section, "p_garble", "sim", 0.0, 0.5, 0.0),
+        p_error=_num(sim_section, "p_error", "sim", 0.0, 0.5, 0.0),
+        fault_seed=_num(sim_section, "fault_seed", "sim", 0, 2**32 - 1, 12345, integer=True),
+    )
+    config = BenchConfig(
+        name=_str(bench, "name", "bench", default=Path(source).stem if source else "bench"),
+        shape=(shape[0], shape[1]),
+        technology=technology,
+        smu=smu,
+        router=router,
+        limits=limits,
+        timing=timing,
+        batch=_num(bench, "batch", "bench", 1, 2500, 1000, integer=True),
+        read_compliance=_num(bench, "read_compliance", "bench", 1e-9, limits.max_compliance, min(1e-3, limits.max_compliance), "A"),
+        pulse_compliance=_num(bench, "pulse_compliance", "bench", 1e-9, limits.max_compliance, min(1e-3, limits.max_compliance), "A"),
+        v_gate_read=_num(bench, "v_gate_read", "bench", 0.0, limits.max_v_gate, min(technology.v_gate_reset, limits.max_v_gate), "V"),
+        wait=_str(bench, "wait", "bench", ("sleep", "clock"), "sleep"),
+        sim=sim,
+        source=source,
+    )
+    if smu.model == "b2900" and smu.gate_channel not in (0, 1, 2):
+        raise BenchConfigError(f"smu.gate_channel = {smu.gate_channel} is not allowed for a B2900; choose 1, 2 or 0 (none)")
+    if smu.gate_channel == smu.bitline_channel:
+        raise BenchConfigError(f"smu.gate_channel = {smu.gate_channel} equals smu.bitline_channel")
+    if smu.gate_channel == 0 and router.model != "array_board":
+        raise BenchConfigError("smu.gate_channel = 0 (no gate channel) needs router.model = 'array_board' (its gate DAC drives the gate)")
+    if technology.v_read > limits.max_v_read:
+        raise BenchConfigError(f"bench.operating.v_read = {technology.v_read} V exceeds limits.max_v_read = {limits.max_v_read} V")
+    return config
+
+
+def load_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> BenchConfig:
+    """Read and validate a bench TOML file; ``overrides`` replace fields per section."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchConfigError(f"bench file {str(path)!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchConfigError(f"bench file {str(path)!r} is not valid TOML: {exc}") from None
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    return parse_bench(data, str(path))
+
+
+# ---------------------------------------------------------------------------------- roles
+class Router(Protocol):
+    shape: tuple[int, int]
+    identity: str
+
+    def select(self, row: int, col: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------- BenchArray
+class BenchArray(CrossbarArray):
+    """A 1T1R array on the bench: an SMU (B2900 or B1500) and a router (array board or
+    switch matrix), each over its own :class:`~drivers.transport.Transport`.
+
+    Args:
+        shape: (rows, cols) of the array under test.
+        technology: operating conditions (``v_read``, default pulse conditions, transistor).
+        smu: a :class:`~drivers.b2900.B2900` or :class:`~drivers.b1500.B1500`.
+        router: an :class:`~drivers.array_board.ArrayBoard` or
+            :class:`~drivers.switch_matrix.SwitchMatrix`.
+        limits, timing: safety limits and timing model.
+        batch: cells per list sweep (list path).
+        read_compliance, pulse_compliance: SMU compliances during reads and pulses, A (the
+            gate sets the cell's own compliance during a SET; the SMU's is a backstop).
+        v_gate_read: gate voltage during reads, V (transistor fully on).
+        wait: what :meth:`wait` does: ``"sleep"`` lets the time really pass (a real bench:
+            devices relax); ``"clock"`` only advances the bench clock (a simulated bench: its
+            instruments' own clock advances with their operations only, so devices do not
+            relax during host-side waits, unlike :class:`~drivers.sim_array.SimArray`).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        technology: Technology,
+        smu: Any,
+        router: Any,
+        limits: SafetyLimits | None = None,
+        timing: BenchTiming | None = None,
+        batch: int = 1000,
+        read_compliance: float = 1e-3,
+        pulse_compliance: float = 1e-3,
+        v_gate_read: float | None = None,
+        wait: str = "sleep",
+    ) -> None:
+        super().__init__(shape, technology, limits, timing)
+        if wait not in ("sleep", "clock"):
+            raise ValueError(f"wait must be 'sleep' or 'clock', got {wait!r}")
+        self.wait_mode = wait
+        rshape = getattr(router, "shape", None)
+        if rshape is not None and (shape[0] > rshape[0] or shape[1] > rshape[1]):
+            raise ValueError(f"array {shape} does not fit the router's {rshape}")
+        self.smu = smu
+        self.router = router
+        self.batch = int(batch)
+        self.limits.check_compliance(read_compliance)
+        self.limits.check_compliance(pulse_compliance)
+        self.read_compliance = float(read_compliance)
+        self.pulse_compliance = float(pulse_compliance)
+        self.v_gate_read = float(technology.v_gate_reset if v_gate_read is None else v_gate_read)
+        self.limits.check_gate(self.v_gate_read)
+        from drivers.array_board import ArrayBoard
+        from drivers.b2900 import B2900
+
+        self._board = router if isinstance(router, ArrayBoard) else None
+        self._list_path = isinstance(smu, B2900) and self._board is not None
+        self._smu_gate = getattr(smu, "gate", None) is not None
+        # A write-only pulse sweep may still run on the SMU: the router must not change under it.
+        self._smu_busy = False
+
+    def _sync(self) -> None:
+        """Wait for a pending SMU sweep (one round trip) before anything changes under it."""
+        if self._smu_busy:
+            self.smu.wait_idle()
+            self._smu_busy = False
+
+    def _route_list(self, rows: np.ndarray, cols: np.ndarray, gates: np.ndarray | None) -> None:
+        """Arm the board's cell list, first waiting for a pending sweep if the list changes."""
+        if self._smu_busy and not self._board.is_loaded(rows, cols, gates):
+            self.smu.wait_idle()
+            self._smu_busy = False
+        self._board.load_cells(rows, cols, gates)
+
+    def _route_cell(self, row: int, col: int) -> None:
+        self._sync()
+        self.router.select(row, col)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: BenchConfig, transports: dict[str, Transport] | None = None) -> BenchArray:
+        """Open the instruments of a validated bench file and build the array.
+
+        Args:
+            config: from :func:`load_bench`.
+            transports: ready transports for ``"smu"``/``"router"`` (e.g. in-process
+                simulated ones); the others are opened from the resource strings.
+        """
+        transports = dict(transports or {})
+        opened: list[Any] = []  # closed in reverse order if the start fails
+        try:
+            smu_t = transports.get("smu") or _open_transport(config.smu)
+            opened.append(smu_t)
+            router_t = transports.get("router") or _open_transport(config.router)
+            opened.append(router_t)
+            smu = _make_smu(config, smu_t)
+            opened.insert(1, smu)
+            router = _make_router(config, router_t)
+            opened.append(router)
+            return cls(
+                config.shape, config.technology, smu, router, config.limits, config.timing,
+                config.batch, config.read_compliance, config.pulse_compliance, config.v_gate_read, config.wait,
+            )
+        except BaseException:
+            for inst in reversed(opened):
+                try:
+                    inst.close()
+                except Exception as exc:  # pragma: no cover - best effort
+                    log.error("closing %s after a failed start: %s", type(inst).__name__, exc)
+            raise
+
+    # ------------------------------------------------------------------ hooks
+    def _rows_cols(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.divmod(idx, self.shape[1])
+
+    def _batches(self, n: int) -> list[slice]:
+        return [slice(i, min(i + self.batch, n)) for i in range(0, n, self.batch)]
+
+    def _pulse(self, idx: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
+        rows, cols = self._rows_cols(idx)
+        try:
+            if self._list_path:
+                for s in self._batches(idx.size):
+                    self._route_list(rows[s], cols[s], None if self._smu_gate else v_gate[s])
+                    self.smu.pulse_list(v_pulse[s], width, self.pulse_compliance, v_gate[s] if self._smu_gate else None)
+                    self._smu_busy = True
+            else:
+                for k in range(idx.size):
+                    self._route_cell(int(rows[k]), int(cols[k]))
+                    if not self._smu_gate:
+                        self._board.set_gate(float(v_gate[k]))
+                    self.smu.pulse_one(float(v_pulse[k]), float(v_gate[k]) if self._smu_gate else None, width, self.pulse_compliance)
+                    self._smu_busy = hasattr(self.smu, "wait_idle")
+        except BaseException:
+            self._after_failure()
+            raise
+
+    def _after_failure(self) -> None:
+        """Any failure mid-operation: SMU outputs off, the board's list cache void."""
+        if self._board is not None:
+            self._board.forget_list()
+        self.smu.switch_off_after_failure()
+        self._smu_busy = False
+
+    def _form(self, idx: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
+        self._pulse(idx, v_pulse, v_gate, width)
+
+    def _set(self, idx: np.ndarray, v_gate: np.ndarray, v_pulse: np.ndarray, width: float) -> None:
+        self._pulse(idx, v_pulse, v_gate, width)
+
+    def _reset(self, idx: np.ndarray, v_stop: np.ndarray, v_gate: np.ndarray, width: float) -> None:
+        self._pulse(idx, v_stop, v_gate, width)
+
+    def _read(self, idx: np.ndarray, v_read: float) -> np.ndarray:
+        rows, cols = self._rows_cols(idx)
+        current = np.empty(idx.size)
+        aperture = self.timing.aperture
+        try:
+            if self._list_path:
+                for s in self._batches(idx.size):
+                    n = s.stop - s.start
+                    self._route_list(rows[s], cols[s], None if self._smu_gate else np.full(n, self.v_gate_read))
+                    current[s] = self.smu.measure_list(n, v_read, aperture, self.read_compliance, self.v_gate_read if self._smu_gate else None)
+                    self._smu_busy = False  # the fetch returned: the SMU has finished everything before it
+            else:
+                if not self._smu_gate:
+                    self._sync()
+                    self._board.set_gate(self.v_gate_read)
+                for k in range(idx.size):
+                    self._route_cell(int(rows[k]), int(cols[k]))
+                    current[k] = self.smu.read_one(v_read, self.v_gate_read if self._smu_gate else None, aperture, self.read_compliance)
+                    self._smu_busy = False
+        except BaseException:
+            self._after_failure()
+            raise
+        return current / v_read
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` pass: really (``wait="sleep"``, outputs as they are) or on the clock only."""
+        super().wait(seconds)
+        if self.wait_mode == "sleep":
+            self._sync()
+            end = time.monotonic() + float(seconds)
+            while (left := end - time.monotonic()) > 0:
+                time.sleep(min(left, 0.5))
+
+    def _close(self) -> None:
+        errors = []
+        for inst in (self.smu, self.router):
+            try:
+                inst.close()
+            except Exception as exc:
+                errors.append(exc)
+                log.error("closing %s: %s", type(inst).__name__, exc)
+        if errors:
+            raise errors[0]
+
+    def identity(self) -> dict[str, str]:
+        return {"backend": "bench", "smu": self.smu.identity, "router": self.router.identity}
+
+
+# ---------------------------------------------------------------------------------- factories
+def _open_transport(cfg: InstrumentConfig) -> Transport:
+    if cfg.model == "array_board":
+        return SerialTransport(cfg.resource, baudrate=cfg.baudrate, timeout=cfg.timeout, retries=cfg.retries)
+    term = "\r\n" if cfg.model == "b1500" else "\n"  # FLEX data end in CR/LF
+    return VisaTransport(cfg.resource, backend=cfg.backend, timeout=cfg.timeout, retries=cfg.retries, read_termination=term)
+
+
+def _make_smu(config: BenchConfig, transport: Transport) -> Any:
+    cfg = config.smu
+    gate = cfg.gate_channel or None
+    if cfg.model == "b2900":
+        from drivers.b2900 import B2900
+
+        return B2900(transport, config.limits, cfg.bitline_channel, gate)
+    from drivers.b1500 import B1500
+
+    return B1500(transport, config.limits, cfg.bitline_channel, gate)
+
+
+def _make_router(config: BenchConfig, transport: Transport) -> Any:
+    cfg = config.router
+    if cfg.model == "array_board":
+        from drivers.array_board import ArrayBoard
+
+        board = ArrayBoard(transport, config.limits, cfg.dac_vref, external_gate=config.smu.gate_channel != 0)
+        if config.shape[0] > board.shape[0] or config.shape[1] > board.shape[1]:
+            board.close()
+            raise BenchConfigError(f"bench.shape = {list(config.shape)} exceeds the board's {board.shape[0]}x{board.shape[1]} array")
+        return board
+    from drivers.switch_matrix import MatrixWiring, SwitchMatrix
+
+    wiring = MatrixWiring(
+        card=cfg.card, bitline_port=cfg.bitline_port, gate_port=cfg.gate_port, ground_port=cfg.ground_port,
+        bitline_first=cfg.bitline_first, wordline_first=cfg.wordline_first, sourceline_first=cfg.sourceline_first,
+    )
+    return SwitchMatrix(transport, wiring, config.shape)
+
+
+def open_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> BenchArray:
+    """Validate a bench file, then open its instruments: the one-call way to a bench array."""
+    return BenchArray.from_config(load_bench(path, overrides))
+
+
+BenchArray.from_toml = staticmethod(open_bench)  # type: ignore[attr-defined]

@@ -1,0 +1,302 @@
+"""Simulated Keysight B2900-series SMU (two channels), speaking its SCPI.
+
+Supported subset (short or long forms, channel suffix ``1``/``2`` where the real instrument
+has one): ``*IDN? *RST *CLS *OPC? *WAI``, ``:SYST:ERR[:NEXT]? / :ALL? / :COUN?``,
+``:SOUR:FUNC:MODE VOLT``, ``:SOUR:FUNC:SHAP DC|PULS``, ``:SOUR:VOLT <v>`` (immediate / pulse
+base), ``:SOUR:VOLT:TRIG <v>`` (triggered / pulse peak), ``:SOUR:VOLT:MODE FIX|LIST``,
+``:SOUR:LIST:VOLT <v,...>``, ``:SOUR:PULS:WIDT <s>``, ``:SOUR:PULS:DEL <s>``,
+``:SENS:CURR:PROT <A>``, ``:SENS:CURR:PROT:TRIP?``, ``:SENS:CURR:APER <s>``,
+``:SENS:FUNC "CURR"``, ``:TRIG:COUN <n>``, ``:TRIG:SOUR``, ``:TRIG:TRAN:TOUT[:SIGN]``,
+``:INIT [(@1,2)]``, ``:FETC:ARR:CURR? [(@n)]``, ``:FETC:ARR:VOLT?``, ``:MEAS:CURR? [(@n)]``,
+``:FORM[:DATA] ASC|REAL,64``, ``:FORM:BORD NORM|SWAP``, ``:OUTP ON|OFF``, ``:OUTP?``.
+
+``:INIT`` runs one list (or fixed) sweep of ``TRIG:COUN`` points on the channel wired to the
+bit line; the gate channel (if any) steps through its own list in step. Each point reaches the
+cell that the router selects for it. A pulsed sweep programs; a DC sweep measures. The whole
+sweep is one vectorised call into the physics (see :class:`~.bench_state.SimBench`).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivers.sim.instruments.base import Faults, SimCommandError
+from drivers.sim.instruments.bench_state import SimBench
+from drivers.sim.instruments.scpi import ScpiInstrument, parse_channel_list, parse_number
+from drivers.transport import make_block
+
+#: Largest list the simulated B2900 accepts (points).
+MAX_LIST_POINTS = 2500
+#: Output range of the simulated SMU, V.
+MAX_VOLTAGE = 210.0
+#: Compliance range, A.
+MAX_COMPLIANCE = 3.03
+
+
+@dataclass
+class SmuChannel:
+    """Settings and measurement buffer of one SMU channel (power-on defaults)."""
+
+    output: bool = False
+    shape: str = "DC"
+    level: float = 0.0
+    trig_level: float | None = None
+    mode: str = "FIX"
+    list_volt: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    width: float = 1e-4
+    delay: float = 0.0
+    compliance: float = 1e-4
+    aperture: float = 1e-3
+    trig_count: int = 1
+    tripped: bool = False
+    buf_current: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    buf_voltage: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def points(self, n: int) -> np.ndarray:
+        """Source value of each of ``n`` trigger points, V."""
+        if self.mode == "LIST":
+            if self.list_volt.size != n:
+                raise SimCommandError(-221, '"Settings conflict; list length differs from trigger count"')
+            return self.list_volt.copy()
+        level = self.level if self.trig_level is None else self.trig_level
+        return np.full(n, level)
+
+
+class SimB2900(ScpiInstrument):
+    """Simulated B2902A acting on a :class:`SimBench`.
+
+    Args:
+        bench: the shared simulated bench.
+        bitline_channel: SMU channel wired to the bit line (pulses and reads).
+        gate_channel: SMU channel wired to the word-line gate, or ``None`` (router's DAC).
+        faults: fault injection.
+    """
+
+    idn = "Keysight Technologies,B2902A,SIM00001,3.4.2011.5100"
+
+    def __init__(self, bench: SimBench, bitline_channel: int = 1, gate_channel: int | None = 2, faults: Faults | None = None) -> None:
+        super().__init__(faults)
+        self.bench = bench
+        self.bitline_channel = bitline_channel
+        self.gate_channel = gate_channel
+        self.reset()
+
+    def reset(self) -> None:
+        self.ch = {1: SmuChannel(), 2: SmuChannel()}
+        self.form_real = False
+        self.swap = False
+        for c in self.ch.values():
+            c.output = False
+
+    # ------------------------------------------------------------------ dispatch
+    def _chan(self, channel: int | None) -> SmuChannel:
+        n = 1 if channel is None else channel
+        if n not in self.ch:
+            raise SimCommandError(-114, '"Header suffix out of range"')
+        return self.ch[n]
+
+    def _command(self, nodes: tuple[str, ...], channel: int | None, query: bool, args: str) -> str | bytes | None:
+        err = self._system_error(nodes) if query else None
+        if err is not None:
+            return err
+        head = nodes[0] if nodes else ""
+        if head == "SOUR":
+            return self._source(nodes[1:], self._chan(channel), query, args)
+        if head == "SENS":
+            return self._sense(nodes[1:], self._chan(channel), query, args)
+        if head == "TRIG":
+            return self._trigger(nodes[1:], self._chan(channel), query, args)
+        if head == "OUTP":
+            c = self._chan(channel)
+            if query:
+                return "1" if c.output else "0"
+            c.output = _on_off(args)
+            return None
+        if head == "INIT" or nodes == ("INIT", "ALL"):
+            chans = parse_channel_list(args) if args else [channel or 1]
+            self._initiate(chans)
+            return None
+        if head == "FETC" and query:
+            return self._fetch(nodes[1:], args)
+        if head == "MEAS" and query:
+            return self._measure(nodes[1:], args)
+        if head == "FORM":
+            return self._format(nodes[1:], args)
+        raise SimCommandError(-113, '"Undefined header"')
+
+    def _source(self, nodes: tuple[str, ...], c: SmuChannel, query: bool, args: str) -> str | None:
+        if nodes == ("FUNC", "MODE"):
+            if args.upper() not in ("VOLT", "VOLTAGE"):
+                raise SimCommandError(-224, '"Illegal parameter value; only voltage sourcing is simulated"')
+            return None
+        if nodes == ("FUNC", "SHAP"):
+            s = args.upper()
+            if s not in ("DC", "PULS", "PULSE"):
+                raise SimCommandError(-224, '"Illegal parameter value"')
+            c.shape = "PULS" if s.startswith("PULS") else "DC"
+            return None
+        if nodes == ("VOLT",):
+            if query:
+                return f"{c.level:+.6E}"
+            c.level = _volts(args)
+            return None
+        if nodes == ("VOLT", "TRIG"):
+            c.trig_level = _volts(args)
+            return None
+        if nodes == ("VOLT", "MODE"):
+            m = args.upper()
+            if m not in ("FIX", "FIXED", "LIST"):
+                raise SimCommandError(-224, '"Illegal parameter value"')
+            c.mode = "LIST" if m == "LIST" else "FIX"
+            return None
+        if nodes == ("LIST", "VOLT"):
+            values = np.array([_volts(v) for v in args.split(",")]) if args else np.zeros(0)
+            if values.size > MAX_LIST_POINTS:
+                raise SimCommandError(-223, '"Too much data"')
+            c.list_volt = values
+            return None
+        if nodes == ("PULS", "WIDT"):
+            c.width = _in_range(parse_number(args), 1e-8, 100.0)
+            return None
+        if nodes == ("PULS", "DEL"):
+            c.delay = _in_range(parse_number(args), 0.0, 100.0)
+            return None
+        raise SimCommandError(-113, '"Undefined header"')
+
+    def _sense(self, nodes: tuple[str, ...], c: SmuChannel, query: bool, args: str) -> str | None:
+        if nodes == ("CURR", "PROT"):
+            if query:
+                return f"{c.compliance:+.6E}"
+            c.compliance = _in_range(parse_number(args), 1e-12, MAX_COMPLIANCE)
+            return None
+        if nodes == ("CURR", "PROT", "TRIP") and query:
+            return "1" if c.tripped else "0"
+        if nodes == ("CURR", "APER"):
+            c.aperture = _in_range(parse_number(args), 8e-6, 2.0)
+            return None
+        if nodes == ("FUNC",):
+            if args.strip('"').upper() not in ("CURR", "CURRENT", "VOLT", "VOLTAGE"):
+                raise SimCommandError(-224, '"Illegal parameter value"')
+            return None
+        raise SimCommandError(-113, '"Undefined header"')
+
+    def _trigger(self, nodes: tuple[str, ...], c: SmuChannel, query: bool, args: str) -> str | None:
+        if nodes == ("COUN",):
+            n = int(parse_number(args))
+            if not 1 <= n <= 100000:
+                raise SimCommandError(-222, '"Data out of range"')
+            c.trig_count = n
+            return None
+        if nodes in (("SOUR",), ("TRAN", "TOUT"), ("TRAN", "TOUT", "SIGN"), ("TRAN", "TOUT", "STAT")):
+            return None  # trigger routing is implicit in the simulated bench
+        raise SimCommandError(-113, '"Undefined header"')
+
+    def _format(self, nodes: tuple[str, ...], args: str) -> None:
+        a = args.upper().replace(" ", "")
+        if nodes in ((), ("DATA",)):
+            if a in ("ASC", "ASCII"):
+                self.form_real = False
+            elif a in ("REAL,64", "REAL"):
+                self.form_real = True
+            else:
+                raise SimCommandError(-224, '"Illegal parameter value"')
+            return None
+        if nodes == ("BORD",):
+            if a not in ("NORM", "NORMAL", "SWAP", "SWAPPED"):
+                raise SimCommandError(-224, '"Illegal parameter value"')
+            self.swap = a.startswith("SWAP")
+            return None
+        raise SimCommandError(-113, '"Undefined header"')
+
+    # ------------------------------------------------------------------ actions
+    def _initiate(self, chans: list[int]) -> None:
+        for n in chans:
+            self._chan(n)
+        bl = self.ch[self.bitline_channel]
+        npts = bl.trig_count
+        v_bl = bl.points(npts)
+        for n in chans:
+            self.ch[n].output = True  # output auto-on at :INIT, as the real instrument
+            self.ch[n].tripped = False
+        v_gate = None
+        if self.gate_channel is not None:
+            g = self.ch[self.gate_channel]
+            if self.gate_channel in chans:
+                if g.trig_count != npts:
+                    raise SimCommandError(-221, '"Settings conflict; trigger counts differ"')
+                v_gate = g.points(npts)
+            else:
+                v_gate = np.full(npts, g.level if g.output else 0.0)
+        if self.bitline_channel not in chans:
+            return  # only the gate channel stepped: no cell is driven
+        if np.any(np.abs(v_bl) > MAX_VOLTAGE):
+            raise SimCommandError(-222, '"Data out of range"')
+        if bl.shape == "PULS":
+            current, tripped = self.bench.pulse_points(v_bl, v_gate, bl.width, bl.compliance)
+            self.busy_time += npts * (bl.width + bl.delay)
+        else:
+            current, tripped = self.bench.measure_points(v_bl, v_gate, bl.aperture, bl.compliance)
+            self.busy_time += npts * bl.aperture
+        bl.buf_current, bl.buf_voltage, bl.tripped = current, v_bl, tripped
+
+    def _fetch(self, nodes: tuple[str, ...], args: str) -> str | bytes:
+        chans = parse_channel_list(args) if args else [1]
+        if len(chans) != 1:
+            raise SimCommandError(-108, '"Parameter not allowed; one channel per fetch in the simulator"')
+        c = self._chan(chans[0])
+        if nodes == ("ARR", "CURR"):
+            data = c.buf_current
+        elif nodes == ("ARR", "VOLT"):
+            data = c.buf_voltage
+        else:
+            raise SimCommandError(-113, '"Undefined header"')
+        if data.size == 0:
+            raise SimCommandError(-230, '"Data corrupt or stale; no data"')
+        return self._encode(data)
+
+    def _measure(self, nodes: tuple[str, ...], args: str) -> str | bytes:
+        if nodes != ("CURR",):
+            raise SimCommandError(-113, '"Undefined header"')
+        chans = parse_channel_list(args) if args else [1]
+        if chans != [self.bitline_channel]:
+            raise SimCommandError(-108, '"Parameter not allowed"')
+        c = self.ch[self.bitline_channel]
+        c.output = True
+        v_gate = None
+        if self.gate_channel is not None:
+            g = self.ch[self.gate_channel]
+            v_gate = np.array([g.level if g.output else 0.0])
+        current, c.tripped = self.bench.measure_points(np.array([c.level]), v_gate, c.aperture, c.compliance)
+        self.busy_time += c.aperture
+        return self._encode(current)
+
+    def _encode(self, data: np.ndarray) -> str | bytes:
+        if self.form_real:
+            fmt = "<" if self.swap else ">"
+            return make_block(struct.pack(f"{fmt}{data.size}d", *data.astype(float)))
+        return ",".join(f"{v:+.6E}" for v in data)
+
+
+def _on_off(args: str) -> bool:
+    a = args.strip().upper()
+    if a in ("ON", "1"):
+        return True
+    if a in ("OFF", "0"):
+        return False
+    raise SimCommandError(-224, '"Illegal parameter value"')
+
+
+def _volts(text: str) -> float:
+    v = parse_number(text)
+    if abs(v) > MAX_VOLTAGE:
+        raise SimCommandError(-222, '"Data out of range"')
+    return v
+
+
+def _in_range(value: float, low: float, high: float) -> float:
+    if not low <= value <= high:
+        raise SimCommandError(-222, '"Data out of range"')
+    return value

@@ -1,0 +1,121 @@
+"""Bench TOML: validated into typed objects before any instrument is touched."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+
+from drivers.bench import BenchArray, BenchConfigError, load_bench, parse_bench
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SIM = tomllib.loads((EXAMPLES / "bench-sim.toml").read_text())
+
+
+@pytest.mark.parametrize("name", ["bench-sim.toml", "bench-b2900-board.toml", "bench-b1500-matrix.toml"])
+def test_examples_load(name):
+    cfg = load_bench(EXAMPLES / name)
+    assert cfg.limits.max_v_read <= 0.3
+    assert cfg.technology.v_read <= cfg.limits.max_v_read
+    assert cfg.smu.model in ("b2900", "b1500")
+
+
+def test_sim_example_values():
+    cfg = load_bench(EXAMPLES / "bench-sim.toml")
+    assert cfg.shape == (8, 8)
+    assert cfg.smu.resource == "TCPIP::127.0.0.1::5025::SOCKET" and cfg.smu.backend == "@py"
+    assert (cfg.smu.bitline_channel, cfg.smu.gate_channel) == (1, 2)
+    assert cfg.router.model == "array_board" and cfg.sim.host == "127.0.0.1"
+    assert cfg.limits.max_v_pulse == 4.0 and cfg.timing.aperture == 1e-3
+    assert cfg.technology.name == "hfo2"
+
+
+def _with(section, key, value):
+    data = copy.deepcopy(SIM)
+    if value is None:
+        data[section].pop(key)
+    else:
+        data[section][key] = value
+    return data
+
+
+# (section, field, bad value, words the message must contain)
+BAD = [
+    ("limits", "max_v_pulse", -1.0, ["limits.max_v_pulse", "-1.0", "[0.01, 20] V"]),
+    ("limits", "max_compliance", 1.0, ["limits.max_compliance", "1.0", "A"]),
+    ("limits", "min_width", 0.5, ["limits.min_width", "max_width"]),
+    ("limits", "max_v_read", "0.1", ["limits.max_v_read", "'0.1'"]),
+    ("timing", "aperture", 0.1, ["timing.aperture", "0.1", "s"]),
+    ("smu", "model", "k2400", ["smu.model", "k2400", "b2900", "b1500"]),
+    ("smu", "timeout", 0.0, ["smu.timeout", "0.0"]),
+    ("smu", "gate_channel", 1, ["smu.gate_channel", "equals smu.bitline_channel"]),
+    ("smu", "resource", None, ["smu.resource is missing"]),
+    ("router", "model", "mux", ["router.model", "mux"]),
+    ("router", "baudrate", 12.5, ["router.baudrate", "12.5", "integer"]),
+    ("bench", "shape", [8], ["bench.shape", "[8]"]),
+    ("bench", "shape", [0, 8], ["bench.shape", "1 <= rows"]),
+    ("bench", "technology", "gold", ["bench.technology", "gold", "hfo2"]),
+    ("bench", "batch", 5000, ["bench.batch", "5000", "2500"]),
+    ("bench", "read_compliance", 0.5, ["bench.read_compliance", "0.5"]),
+    ("bench", "v_gate_read", 5.0, ["bench.v_gate_read", "5.0", "[0, 3] V"]),
+    ("bench", "colour", "red", ["unknown field", "colour"]),
+    ("sim", "p_timeout", 0.9, ["sim.p_timeout", "0.9", "[0, 0.5]"]),
+]
+
+
+@pytest.mark.parametrize("section,key,value,words", BAD, ids=[f"{b[0]}.{b[1]}={b[2]!r}" for b in BAD])
+def test_bad_fields_name_field_value_and_range(section, key, value, words):
+    with pytest.raises(BenchConfigError) as info:
+        parse_bench(_with(section, key, value))
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_operating_overrides_and_read_voltage_above_limit():
+    data = copy.deepcopy(SIM)
+    data["bench"]["operating"] = {"v_read": 0.2, "width_set": 2e-6}
+    cfg = parse_bench(data)
+    assert cfg.technology.v_read == 0.2 and cfg.technology.width_set == 2e-6
+    data["bench"]["operating"] = {"v_read": 0.5}
+    with pytest.raises(BenchConfigError, match="v_read = 0.5 V exceeds limits.max_v_read"):
+        parse_bench(data)
+    data["bench"]["operating"] = {"v_gate_min": 2.0, "v_gate_max": 1.0}
+    with pytest.raises(BenchConfigError, match="v_gate_min"):
+        parse_bench(data)
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(BenchConfigError, match="not found"):
+        load_bench(tmp_path / "nope.toml")
+    p = tmp_path / "bad.toml"
+    p.write_text("[bench\nshape = 3")
+    with pytest.raises(BenchConfigError, match="not valid TOML"):
+        load_bench(p)
+
+
+def test_bad_config_touches_no_instrument(tmp_path, mocker):
+    visa = mocker.patch("pyvisa.ResourceManager")
+    ser = mocker.patch("serial.Serial")
+    text = (EXAMPLES / "bench-sim.toml").read_text().replace("max_v_pulse = 4.0", "max_v_pulse = 40.0")
+    p = tmp_path / "bench.toml"
+    p.write_text(text)
+    with pytest.raises(BenchConfigError, match="limits.max_v_pulse = 40.0"):
+        BenchArray.from_config(load_bench(p))
+    visa.assert_not_called()
+    ser.assert_not_called()
+
+
+def test_gate_from_board_needs_a_board():
+    data = copy.deepcopy(SIM)
+    data["smu"]["gate_channel"] = 0
+    parse_bench(data)  # board DAC drives the gate: fine
+    data["router"] = {"model": "switch_matrix", "resource": "GPIB0::22::INSTR"}
+    with pytest.raises(BenchConfigError, match="gate_channel = 0"):
+        parse_bench(data)

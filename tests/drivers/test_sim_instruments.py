@@ -1,0 +1,148 @@
+"""Simulated instruments: they speak the protocol, act on the physics, clamp at compliance,
+count transactions and keep a timing model."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from drivers.sim.instruments.array_board import SimArrayBoard, frame
+from drivers.sim.instruments.b1500 import SimB1500
+from drivers.sim.instruments.b2900 import SimB2900
+from drivers.sim.instruments.base import Faults
+from drivers.sim.instruments.bench_state import SimBench
+from drivers.sim.instruments.scpi import parse_header, short_form, split_commands
+from drivers.sim.instruments.switch_matrix import SimSwitchMatrix
+from drivers.sim.physics import ArrayPhysics
+from drivers.sim.presets import get_preset
+from drivers.switch_matrix import MatrixWiring
+from drivers.transport import SimTransport
+
+
+def make_bench(shape=(4, 4), seed=0):
+    pre = get_preset("hfo2")
+    return SimBench(ArrayPhysics(pre.physics, shape, seed), pre.technology)
+
+
+def q(inst, text: str) -> bytes:
+    return inst.handle(text.encode() + b"\n")
+
+
+@pytest.mark.parametrize("long,short", [("VOLTage", "VOLT"), ("PROTECTION", "PROT"), ("DELAY", "DEL"), ("ERROR", "ERR"),
+                                         ("ARRAY", "ARR"), ("IMMEDIATE", "IMM"), ("COUNT", "COUN"), ("curr", "CURR")])
+def test_scpi_short_forms(long, short):
+    assert short_form(long) == short
+
+
+def test_scpi_headers_and_compound_split():
+    assert parse_header(":SOURce2:VOLTage:LEVel:IMMediate") == (("SOUR", "VOLT"), 2, False)
+    assert parse_header(":SENS1:CURR:PROT:TRIP?") == (("SENS", "CURR", "PROT", "TRIP"), 1, True)
+    assert split_commands(':INIT (@1,2);:SENS:FUNC "CURR;X";*WAI') == [":INIT (@1,2)", ':SENS:FUNC "CURR;X"', "*WAI"]
+
+
+def test_b2900_long_forms_error_queue_and_count():
+    smu = SimB2900(make_bench())
+    assert q(smu, ":SOURce1:VOLTage 0.1;:SOUR1:VOLT?") == b"+1.000000E-01\n"
+    assert q(smu, ":SOUR1:BOGUS 1") == b""
+    assert q(smu, ":SOUR1:VOLT 999") == b""  # out of range: refused, level unchanged
+    assert q(smu, ":SYST:ERR:COUN?") == b"+2\n"
+    assert q(smu, ":SYST:ERR?") == b'-113,"Undefined header"\n'
+    assert q(smu, ":SYST:ERR:ALL?") == b'-222,"Data out of range"\n'
+    assert q(smu, ":SYST:ERR?") == b'+0,"No error"\n'
+    assert q(smu, ":SOUR1:VOLT?") == b"+1.000000E-01\n"
+    assert smu.counters.replies == 6 and smu.counters.messages == 8
+
+
+def test_b2900_list_length_must_match_trigger_count():
+    smu = SimB2900(make_bench())
+    q(smu, ":SOUR1:VOLT:MODE LIST;:SOUR1:LIST:VOLT 1,2,3;:TRIG1:COUN 2;:INIT (@1)")
+    assert q(smu, ":SYST:ERR?").startswith(b"-221")
+
+
+def test_b2900_read_sweep_acts_on_the_routed_cells_and_clamps_at_compliance():
+    bench = make_bench()
+    board = SimArrayBoard(bench, (16, 16))
+    smu = SimB2900(bench)
+    g_true = bench.physics.conductance().copy()
+    hexes = "".join(f"{r:04X}{c:04X}0000" for r, c in [(0, 0), (1, 2), (3, 3)])
+    assert q(board, frame(f"LOAD 0 3 {hexes}")).startswith(b"OK LOAD")
+    q(board, frame("GSRC EXT"))
+    q(smu, ":FORM REAL,64;:FORM:BORD SWAP;:SOUR2:VOLT 2.5;:OUTP2 ON")
+    q(smu, ":SOUR1:VOLT:MODE FIX;:SOUR1:VOLT:TRIG 0.1;:SENS1:CURR:PROT 1e-3;:TRIG1:COUN 3;:INIT (@1)")
+    reply = q(smu, ":FETC:ARR:CURR? (@1);:SENS1:CURR:PROT:TRIP?")
+    assert reply[:4] == b"#224" and reply.endswith(b";0\n")
+    i = np.array(struct.unpack("<3d", reply[4:28]))
+    np.testing.assert_allclose(i / 0.1, g_true[[0, 6, 15]], rtol=0.05, atol=1e-8)
+    # A compliance below the cell current clamps it and sets the trip flag.
+    q(smu, ":SENS1:CURR:PROT 1e-12;:INIT (@1)")
+    reply = q(smu, ":FETC:ARR:CURR? (@1);:SENS1:CURR:PROT:TRIP?")
+    assert np.all(np.array(struct.unpack("<3d", reply[4:28])) <= 1e-12) and reply.endswith(b";1\n")
+    assert bench.points == 6
+    assert bench.bench_time == pytest.approx(6 * (0.5e-3 + 0.6e-3 + 1e-3))
+
+
+def test_b2900_pulse_sweep_programs_and_gate_off_does_nothing():
+    bench = make_bench()
+    board = SimArrayBoard(bench, (16, 16))
+    smu = SimB2900(bench)
+    q(board, frame("GSRC EXT"))
+    q(board, frame("SEL 1 1"))
+    q(smu, ":SOUR1:FUNC:SHAP PULS;:SOUR1:PULS:WIDT 1e-5;:SENS1:CURR:PROT 1e-3;:SOUR1:VOLT:MODE LIST;:SOUR1:LIST:VOLT 3.6;:TRIG1:COUN 1")
+    g0 = bench.physics.g_prog[5]
+    q(smu, ":INIT (@1)")  # gate channel off: transistor off, zero compliance: no filament growth
+    assert bench.physics.g_prog[5] == g0
+    assert bench.physics.n_form[5] == 1  # a positive pulse on an unformed cell counts as forming
+    q(smu, ":SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT 1.0;:TRIG2:COUN 1;:INIT (@1,2)")
+    assert bench.physics.n_form[5] + bench.physics.n_set[5] == 2
+    assert bench.physics.conductance()[5] > 10 * g0
+
+
+def test_b1500_flex_output_format_and_errors():
+    bench = make_bench()
+    SimArrayBoard(bench, (16, 16))  # router with nothing selected: open circuit
+    b = SimB1500(bench)
+    assert q(b, "UNT?") == b"B1517A,0;B1517A,0;B1511A,0;B1511A,0;0,0;0,0;0,0;0,0;0,0;0,0\r\n"
+    assert q(b, "TI 1") == b""  # channel not connected (CN): error, no data
+    assert q(b, "ERRX?") == b'200,"Error"\r\n'
+    q(b, "CN 1,2;DV 1,0,0.1,1e-4")
+    assert q(b, "TI 1") == b"NAI+0.00000E+00\r\n"
+    assert q(b, "TV 1") == b"NAV+1.00000E-01\r\n"
+    assert q(b, "ERRX?") == b'0,"No Error."\r\n'
+    q(b, "PT 0,1e-6,2e-6")
+    assert q(b, "ERRX?").startswith(b"120")
+
+
+def test_switch_matrix_routes_exactly_one_cell():
+    bench = make_bench()
+    m = SimSwitchMatrix(bench, MatrixWiring())
+    q(m, ":ROUT:CLOS (@00103,00210,00318)")
+    assert m.point_cells(2).tolist() == [1 * 4 + 2] * 2
+    assert q(m, ":ROUT:CLOS? (@00103,00210,00317)") == b"1,1,0\n"
+    q(m, ":ROUT:CLOS (@00104)")  # two bit lines: no single cell
+    assert m.point_cells(1).tolist() == [-1]
+    q(m, ":ROUT:OPEN:CARD ALL")
+    assert m.point_cells(1).tolist() == [-1]
+
+
+def test_faults_drop_and_garble_replies_with_their_own_seed():
+    bench = make_bench()
+    smu = SimB2900(bench, faults=Faults(p_timeout=0.2, p_garble=0.2, seed=1))
+    state = bench.physics.rng.bit_generator.state
+    replies = [q(smu, "*IDN?") for _ in range(200)]
+    good = SimB2900.idn.encode() + b"\n"
+    assert smu.counters.timeouts > 10 and smu.counters.garbles > 10
+    assert sum(r == good for r in replies) == 200 - smu.counters.timeouts - smu.counters.garbles
+    assert all(r == b"" or r == good or r != good for r in replies)
+    assert bench.physics.rng.bit_generator.state == state  # the physics stream is untouched
+    with pytest.raises(ValueError):
+        Faults(p_timeout=1.5)
+
+
+def test_sim_transport_counts_round_trips():
+    smu = SimB2900(make_bench())
+    t = SimTransport(smu)
+    t.write("*RST")
+    assert t.query("*OPC?") == "1"
+    assert (t.traffic.queries, smu.counters.replies, smu.counters.messages) == (1, 1, 2)
