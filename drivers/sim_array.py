@@ -92,13 +92,19 @@ class SimArray(CrossbarArray):
         return self.model.programming_events()
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """The simulated devices' full state plus the bench clock: (arrays, JSON-ready meta)."""
-        arrays, meta = self.model.get_state()
+        """The simulated devices' state plus the bench clock: (arrays, JSON-ready meta).
+
+        The fixed device-to-device draws are saved only for an unseeded array; a seeded one
+        regenerates them, so :meth:`set_state` then needs an array built with the same seed.
+        """
+        arrays, meta = self.model.get_state(include_fixed=self.seed is None)
         meta.update(bench_time=self.bench_time, mvm_count=self.mvm_count, seed=self.seed)
         return arrays, meta
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
-        """Continue from a :meth:`get_state` snapshot (same technology and shape)."""
+        """Continue from a :meth:`get_state` snapshot (same technology, shape and seed)."""
+        if "d2d" not in arrays and meta.get("seed") != self.seed:
+            raise ValueError(f"state was saved from an array with seed {meta.get('seed')}, this one has seed {self.seed}")
         self.model.set_state(arrays, meta)
         self.bench_time = float(meta["bench_time"])
         self.mvm_count = int(meta.get("mvm_count", 0))

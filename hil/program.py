@@ -38,24 +38,27 @@ class TargetError(ValueError):
 
 
 @dataclass
-class ProgramReport:
-    """Outcome of one program-and-verify run.
+class CellReport:
+    """Outcome of programming a list of cells (the vectorised core's own result).
 
     Attributes:
-        targets: target conductance, S, shape (rows, cols); NaN where not programmed.
-        pulses: SET + RESET pulses applied per cell, shape (rows, cols).
-        g_verify: last verify read per cell, S (NaN where not programmed).
-        g_final: read after the whole batch finished, S (NaN where not programmed).
-        converged: cell reached the verify window before its pulse cap.
-        success: converged and the final read lies within ``tolerance`` of the target.
+        cells: flat indices of the programmed cells, shape (n,).
+        targets: target conductance per cell, S, shape (n,).
+        pulses: SET + RESET pulses applied per cell, shape (n,).
+        g_verify: last verify read per cell, S, shape (n,).
+        g_final: read after the whole batch finished, S, shape (n,).
+        converged: the cell reached the verify window before its pulse cap, shape (n,).
+        success: converged and the final read lies within ``tolerance`` of the target, shape (n,).
         tolerance: relative tolerance (e.g. 0.05 for +-5 %).
         strategy: strategy name.
         bench_time: bench time the run cost according to the timing model, s.
         wall_time: host wall-clock time of the run, s.
         iterations: pulse-verify iterations of the vectorised loop.
         cell_iterations: sum over iterations of the cells still active.
+        params: the strategy's settings.
     """
 
+    cells: np.ndarray
     targets: np.ndarray
     pulses: np.ndarray
     g_verify: np.ndarray
@@ -71,29 +74,21 @@ class ProgramReport:
     params: dict = field(default_factory=dict)
 
     @property
-    def programmed(self) -> np.ndarray:
-        """Cells this run was asked to program, bool (rows, cols)."""
-        return ~np.isnan(self.targets)
-
-    @property
     def n_cells(self) -> int:
-        return int(self.programmed.sum())
+        return int(self.cells.size)
 
     @property
     def yield_(self) -> float:
         """Fraction of programmed cells within tolerance on the final read."""
-        n = self.n_cells
-        return float(self.success.sum() / n) if n else 1.0
+        return float(self.success.mean()) if self.n_cells else 1.0
 
     @property
     def mean_pulses(self) -> float:
-        sel = self.programmed
-        return float(self.pulses[sel].mean()) if sel.any() else 0.0
+        return float(self.pulses.mean()) if self.n_cells else 0.0
 
     @property
     def max_pulses(self) -> int:
-        sel = self.programmed
-        return int(self.pulses[sel].max()) if sel.any() else 0
+        return int(self.pulses.max()) if self.n_cells else 0
 
     def summary(self) -> dict[str, float | int | str]:
         """Scalar figures of merit, JSON-ready."""
@@ -102,7 +97,7 @@ class ProgramReport:
             "cells": self.n_cells,
             "tolerance": self.tolerance,
             "yield": self.yield_,
-            "converged": float(self.converged[self.programmed].mean()) if self.n_cells else 1.0,
+            "converged": float(self.converged.mean()) if self.n_cells else 1.0,
             "mean_pulses": self.mean_pulses,
             "max_pulses": self.max_pulses,
             "bench_time_s": self.bench_time,
@@ -110,6 +105,50 @@ class ProgramReport:
             "iterations": self.iterations,
             "cell_iterations": self.cell_iterations,
         }
+
+
+class ProgramReport:
+    """Outcome of programming a target map: the per-cell results as (rows, cols) maps.
+
+    Attributes:
+        cells: the :class:`CellReport` of the programmed cells (scalars and vectors).
+        targets: target conductance, S; NaN where not programmed.
+        pulses: SET + RESET pulses per cell (0 where not programmed).
+        g_verify: last verify read, S (NaN where not programmed).
+        g_final: read after the whole batch finished, S (NaN where not programmed).
+        converged: the cell reached the verify window before its pulse cap.
+        success: converged and the final read lies within the tolerance of the target.
+
+    The scalar figures (``yield_``, ``mean_pulses``, ``bench_time``, ``summary()`` ...) are those of
+    :attr:`cells`.
+    """
+
+    def __init__(self, core: CellReport, shape: tuple[int, int]) -> None:
+        self.cells = core
+
+        def as_map(values: np.ndarray, fill: float | bool) -> np.ndarray:
+            out = np.full(shape[0] * shape[1], fill, dtype=np.asarray(values).dtype)
+            out[core.cells] = values
+            return out.reshape(shape)
+
+        self.targets = as_map(core.targets, np.nan)
+        self.pulses = as_map(core.pulses, 0)
+        self.g_verify = as_map(core.g_verify, np.nan)
+        self.g_final = as_map(core.g_final, np.nan)
+        self.converged = as_map(core.converged, False)
+        self.success = as_map(core.success, False)
+
+    def __getattr__(self, name: str):
+        # scalar figures and settings come from the cell report
+        if name in ("n_cells", "yield_", "mean_pulses", "max_pulses", "summary", "tolerance", "strategy",
+                    "bench_time", "wall_time", "iterations", "cell_iterations", "params"):
+            return getattr(self.cells, name)
+        raise AttributeError(name)
+
+    @property
+    def programmed(self) -> np.ndarray:
+        """Cells this run was asked to program, bool (rows, cols)."""
+        return ~np.isnan(self.targets)
 
 
 @dataclass
@@ -197,6 +236,29 @@ def make_strategy(strategy: str | IGVVA | ISPP) -> IGVVA | ISPP:
     return strategy
 
 
+def _check_settings(tolerance: float, max_pulses: int, verify_band: float) -> None:
+    if not (np.isfinite(tolerance) and 0 < tolerance < 1):
+        raise ValueError(f"tolerance={tolerance!r} outside the allowed range (0, 1) (relative, e.g. 0.05)")
+    if int(max_pulses) < 1:
+        raise ValueError(f"max_pulses={max_pulses!r} must be >= 1")
+    if not 0 < verify_band <= 1:
+        raise ValueError(f"verify_band={verify_band!r} outside the allowed range (0, 1]")
+
+
+def _check_window(array: CrossbarArray, values: np.ndarray) -> None:
+    """Raise :class:`TargetError` unless finite targets lie in the technology's window."""
+    if np.any(np.isinf(values)):
+        raise TargetError("target map contains infinite values")
+    low, high = array.technology.g_window
+    vals = values[~np.isnan(values)]
+    if vals.size and (vals.min() < low or vals.max() > high):
+        bad = vals.min() if vals.min() < low else vals.max()
+        raise TargetError(
+            f"target conductance {bad:.6e} S outside the {array.technology.name} technology's "
+            f"reachable window [{low:.6e}, {high:.6e}] S"
+        )
+
+
 def validate_targets(array: CrossbarArray, targets: np.ndarray, tolerance: float) -> np.ndarray:
     """Check a target map against the array and its technology; return it as float64.
 
@@ -205,87 +267,67 @@ def validate_targets(array: CrossbarArray, targets: np.ndarray, tolerance: float
             outside the technology's programmable window ``g_window``.
         ValueError: tolerance not in (0, 1).
     """
-    if not (np.isfinite(tolerance) and 0 < tolerance < 1):
-        raise ValueError(f"tolerance={tolerance!r} outside the allowed range (0, 1) (relative, e.g. 0.05)")
+    _check_settings(tolerance, 1, 1.0)
     t = np.asarray(targets)
     if t.shape != array.shape:
         raise TargetError(f"target map has shape {t.shape}, the array is {array.shape}")
     if not np.issubdtype(t.dtype, np.number):
         raise TargetError(f"target map must be numeric (siemens), got dtype {t.dtype}")
     t = t.astype(float)
-    if np.any(np.isinf(t)):
-        raise TargetError("target map contains infinite values")
-    low, high = array.technology.g_window
-    vals = t[~np.isnan(t)]
-    if vals.size and (vals.min() < low or vals.max() > high):
-        bad = vals.min() if vals.min() < low else vals.max()
-        raise TargetError(
-            f"target conductance {bad:.6e} S outside the {array.technology.name} technology's "
-            f"reachable window [{low:.6e}, {high:.6e}] S"
-        )
+    _check_window(array, t)
     return t
 
 
-def program_verify(
+def program_cells(
     array: CrossbarArray,
+    cells: np.ndarray,
     targets: np.ndarray,
     *,
     tolerance: float = 0.05,
     strategy: str | IGVVA | ISPP = "igvva",
     max_pulses: int = 200,
-    mask: np.ndarray | None = None,
     first_guess: np.ndarray | float | None = None,
     verify_band: float = 0.5,
     progress: Progress | None = None,
-) -> ProgramReport:
-    """Program ``targets`` into ``array`` with verify after every pulse.
+) -> CellReport:
+    """Program-and-verify the cells at flat indices ``cells`` (the vectorised core).
+
+    Work and host memory are O(len(cells)), whatever the array's size: the call to use for
+    sparse re-programming of a large array.
 
     Args:
         array: the array (simulated or bench).
-        targets: target conductances, S, shape (rows, cols); NaN = leave the cell alone.
-        tolerance: relative acceptance half-width (0.05 = +-5 %).
-        strategy: ``"igvva"``, ``"ispp"`` or a configured strategy object.
-        max_pulses: per-cell cap on SET + RESET pulses.
-        mask: optional boolean (rows, cols) restricting the cells programmed.
-        first_guess: starting control value per cell (gate voltage for IGVVA, amplitude for
-            ISPP), scalar or (rows, cols); typically from a calibration table. Default: the
-            bottom of the strategy's range.
-        verify_band: fraction of the tolerance used as the verify window during programming
-            (0.5: a +-5 % tolerance verifies into +-2.5 %). The guard band keeps read noise and
-            relaxation after acceptance from pushing cells out of the tolerance.
-        progress: ``progress(finished_cells, total_cells)`` called after every iteration.
-
-    Returns:
-        A :class:`ProgramReport`.
+        cells: strictly increasing flat cell indices (``row * cols + col``), shape (n,).
+        targets: target conductance per cell, S, shape (n,).
+        tolerance, strategy, max_pulses, verify_band, progress: as in :func:`program_verify`.
+        first_guess: starting control value, scalar or one per cell (shape (n,)).
     """
     t0_wall, t0_bench = time.perf_counter(), array.bench_time
     strat = make_strategy(strategy)
-    targets = validate_targets(array, targets, tolerance)
-    if int(max_pulses) < 1:
-        raise ValueError(f"max_pulses={max_pulses!r} must be >= 1")
-    if not 0 < verify_band <= 1:
-        raise ValueError(f"verify_band={verify_band!r} outside the allowed range (0, 1]")
-    selected = ~np.isnan(targets)
-    if mask is not None:
-        selected &= np.asarray(mask, dtype=bool)
-    shape = array.shape
-    cells = np.flatnonzero(selected)  # the programmed cells; all state below is per cell
+    _check_settings(tolerance, max_pulses, verify_band)
+    cells = np.asarray(cells)
+    if cells.ndim != 1 or not np.issubdtype(cells.dtype, np.integer):
+        raise ValueError(f"cells must be a 1-D array of flat cell indices, got {cells.dtype} {cells.shape}")
+    target = np.asarray(targets, dtype=float)
+    if target.shape != cells.shape:
+        raise TargetError(f"targets must have one value per cell ({cells.size}), got shape {target.shape}")
+    if np.any(np.isnan(target)):
+        raise TargetError("targets of listed cells must not be NaN")
+    _check_window(array, target)
+    array._indices(cells)  # range and order check before anything is sent
     n = cells.size
-    target = targets.reshape(-1)[cells]
     band = tolerance * verify_band
     lo, hi = target * (1 - band), target * (1 + band)
 
     c_min, c_max = strat.bounds(array)
     guess = strat.default_first_guess(array) if first_guess is None else first_guess
-    guess = np.asarray(guess, dtype=float)
-    guess = guess.reshape(-1)[cells] if guess.shape == shape else np.broadcast_to(guess, (n,))
-    control = np.clip(strat.start(array, np.asarray(guess, dtype=float)), c_min, c_max)
+    guess = np.broadcast_to(np.asarray(guess, dtype=float), (n,))
+    control = np.clip(strat.start(array, np.array(guess)), c_min, c_max)
     pulses = np.zeros(n, dtype=np.int32)
-    converged = np.zeros(n, dtype=bool)
 
     # Initial verify: cells already in the window cost nothing; cells above it are RESET first.
     g_verify = array.read_cells(cells)
-    converged[:] = (g_verify >= lo) & (g_verify <= hi)
+    converged = (g_verify >= lo) & (g_verify <= hi)
     above = np.flatnonzero(g_verify > hi)
     if above.size:
         array.reset_pulse(cells[above])
@@ -314,27 +356,62 @@ def program_verify(
             progress(n - active.size, n)
 
     g_final = array.read_cells(cells)
-    success = converged & (np.abs(g_final - target) <= tolerance * target)
-
-    def as_map(values: np.ndarray, fill: float | bool) -> np.ndarray:
-        out = np.full(array.size, fill, dtype=np.asarray(values).dtype)
-        out[cells] = values
-        return out.reshape(shape)
-
-    report = ProgramReport(
-        targets=np.where(selected, targets, np.nan),
-        pulses=as_map(pulses, 0),
-        g_verify=as_map(g_verify, np.nan),
-        g_final=as_map(g_final, np.nan),
-        converged=as_map(converged, False),
-        success=as_map(success, False),
-        tolerance=float(tolerance),
-        strategy=strat.name,
-        bench_time=array.bench_time - t0_bench,
-        wall_time=time.perf_counter() - t0_wall,
-        iterations=iterations,
-        cell_iterations=cell_iterations,
+    report = CellReport(
+        cells=cells, targets=target, pulses=pulses, g_verify=g_verify, g_final=g_final,
+        converged=converged, success=converged & (np.abs(g_final - target) <= tolerance * target),
+        tolerance=float(tolerance), strategy=strat.name, bench_time=array.bench_time - t0_bench,
+        wall_time=time.perf_counter() - t0_wall, iterations=iterations, cell_iterations=cell_iterations,
         params={k: v for k, v in vars(strat).items() if k != "name"},
     )
-    log.info("program-verify %s: %s", strat.name, report.summary())
+    if log.isEnabledFor(logging.INFO):
+        log.info("program-verify %s: %s", strat.name, report.summary())
     return report
+
+
+def program_verify(
+    array: CrossbarArray,
+    targets: np.ndarray,
+    *,
+    tolerance: float = 0.05,
+    strategy: str | IGVVA | ISPP = "igvva",
+    max_pulses: int = 200,
+    mask: np.ndarray | None = None,
+    first_guess: np.ndarray | float | None = None,
+    verify_band: float = 0.5,
+    progress: Progress | None = None,
+) -> ProgramReport:
+    """Program a target conductance map into ``array`` with verify after every pulse.
+
+    Args:
+        array: the array (simulated or bench).
+        targets: target conductances, S, shape (rows, cols); NaN = leave the cell alone.
+        tolerance: relative acceptance half-width (0.05 = +-5 %).
+        strategy: ``"igvva"``, ``"ispp"`` or a configured strategy object.
+        max_pulses: per-cell cap on SET + RESET pulses.
+        mask: optional boolean (rows, cols) restricting the cells programmed.
+        first_guess: starting control value per cell (gate voltage for IGVVA, amplitude for
+            ISPP), scalar or (rows, cols); typically from a calibration table. Default: the
+            bottom of the strategy's range.
+        verify_band: fraction of the tolerance used as the verify window during programming
+            (0.5: a +-5 % tolerance verifies into +-2.5 %). The guard band keeps read noise and
+            relaxation after acceptance from pushing cells out of the tolerance.
+        progress: ``progress(finished_cells, total_cells)`` called after every iteration.
+
+    Returns:
+        A :class:`ProgramReport`.
+    """
+    strat = make_strategy(strategy)
+    _check_settings(tolerance, max_pulses, verify_band)
+    targets = validate_targets(array, targets, tolerance)
+    selected = ~np.isnan(targets)
+    if mask is not None:
+        selected &= np.asarray(mask, dtype=bool)
+    cells = np.flatnonzero(selected)
+    guess = first_guess
+    if guess is not None and np.shape(guess) == array.shape:
+        guess = np.asarray(guess, dtype=float).reshape(-1)[cells]
+    core = program_cells(
+        array, cells, targets.reshape(-1)[cells], tolerance=tolerance, strategy=strat,
+        max_pulses=max_pulses, first_guess=guess, verify_band=verify_band, progress=progress,
+    )
+    return ProgramReport(core, array.shape)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivers.array import CrossbarArray
-from hil.program import program_verify
+from hil.program import program_cells, program_verify
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class DeviceWeights:
         #: program-and-verify sessions per cell after initialisation (level changes + refreshes)
         self.reprogrammed: list[np.ndarray] = [np.zeros(a.shape, np.int32) for a in arrays]
         self._weights: list[np.ndarray] = [np.zeros(0, np.float32)] * len(arrays)
-        self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._buffers: dict[int, np.ndarray] = {}
         self.programmings = 0  # program-and-verify calls
         self.cells_programmed = 0
         self.pulses = 0
@@ -92,32 +92,31 @@ class DeviceWeights:
     def _program(self, layer: int, level_idx: np.ndarray, cells: np.ndarray) -> np.ndarray:
         """Program ``cells`` of ``layer`` to their levels; returns the cells that missed the tolerance.
 
-        Per-layer buffers hold the target map and the first-guess gate map, so that a programming
-        of a few cells in a large array allocates no full-size maps on the host side; only the
-        entries of ``cells`` are meaningful (program_verify reads nothing else).
+        A per-layer buffer holds the target map; program-and-verify itself runs on the list of
+        cells (:func:`hil.program.program_cells`), so its cost follows the number of cells that
+        changed level, not the array's size.
         """
         array = self.arrays[layer]
         cells = cells & ~self.defective[layer]
-        n = int(cells.sum())
-        if n == 0:
+        flat = np.flatnonzero(cells)
+        if flat.size == 0:
             return cells
         if layer not in self._buffers:
-            self._buffers[layer] = (np.empty(array.shape), np.empty(array.shape))
-        targets, guess = self._buffers[layer]
-        self.mapping.targets(level_idx, out=targets)
-        tech = array.technology
-        guess[cells] = tech.transistor.gate_for(targets[cells] * self.policy.v0) - self.policy.gate_backoff
-        report = program_verify(
-            array, targets, tolerance=self.policy.tolerance, strategy=self.policy.strategy,
-            max_pulses=self.policy.max_pulses, mask=cells, first_guess=guess,
+            self._buffers[layer] = np.empty(array.shape)
+        targets = self.mapping.targets(level_idx, out=self._buffers[layer]).reshape(-1)[flat]
+        guess = array.technology.transistor.gate_for(targets * self.policy.v0) - self.policy.gate_backoff
+        report = program_cells(
+            array, flat, targets, tolerance=self.policy.tolerance, strategy=self.policy.strategy,
+            max_pulses=self.policy.max_pulses, first_guess=guess,
         )
-        self.g_cache[layer][cells] = report.g_final[cells]
-        self.reprogrammed[layer][cells] += 1
+        self.g_cache[layer].flat[flat] = report.g_final
+        self.reprogrammed[layer].flat[flat] += 1
         self.programmings += 1
-        self.cells_programmed += n
-        self.pulses += int(report.pulses[cells].sum())
-        missed = cells & ~report.success
-        self.failures += int(missed.sum())
+        self.cells_programmed += flat.size
+        self.pulses += int(report.pulses.sum())
+        missed = np.zeros_like(cells)
+        missed.flat[flat[~report.success]] = True
+        self.failures += int(flat.size - report.success.sum())
         self._refresh_weights(layer, cells)
         return missed
 

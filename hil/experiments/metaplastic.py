@@ -31,7 +31,6 @@ from drivers.sim_array import SimArray
 from hil.datasets import load_dataset, permuted
 from hil.experiments.config import RunConfig, config_from_dict
 from hil.experiments.device import DeviceWeights, ProgrammingPolicy
-from hil.experiments.sim_state import restore_sim_array_state, sim_array_state
 from hil.learning.learner import MetaplasticLearner, RuleConfig
 from hil.learning.qnn import QNN
 from hil.mapping import make_mapping
@@ -178,7 +177,7 @@ class MetaplasticRun:
         if self.device is not None:
             arrays.update({f"device/{k}": v for k, v in self.device.state().items()})
             for l, arr in enumerate(self.device.arrays):
-                a, m = sim_array_state(arr)
+                a, m = arr.get_state()
                 arrays.update({f"array{l}/{k}": v for k, v in a.items()})
                 meta[f"array{l}"] = m
         return arrays, meta
@@ -193,7 +192,7 @@ class MetaplasticRun:
         self.rng.bit_generator.state = meta["rng"]
         if self.device is not None:
             for l, arr in enumerate(self.device.arrays):
-                restore_sim_array_state(arr, sub(f"array{l}/"), meta[f"array{l}"])
+                arr.set_state(sub(f"array{l}/"), meta[f"array{l}"])
             self.device.load_state(sub("device/"))
 
     # ------------------------------------------------------------------ loop

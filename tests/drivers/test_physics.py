@@ -167,13 +167,16 @@ def test_same_seed_same_device_different_seed_different_device():
 
 def test_state_round_trip_continues_identically():
     m, idx = formed_model(shape=(16, 16))
-    arrays, meta = m.get_state()
-    twin = ArrayPhysics(HFO2_PHYSICS, (16, 16), seed=99)
+    arrays, meta = m.get_state(include_fixed=True)
+    twin = ArrayPhysics(HFO2_PHYSICS, (16, 16), seed=99)  # other device draws: restored from the state
     twin.set_state(arrays, meta)
-    for model in (m, twin):
+    same_seed = ArrayPhysics(HFO2_PHYSICS, (16, 16), seed=1)  # same draws: mutable state suffices
+    same_seed.set_state(*m.get_state())
+    for model in (m, twin, same_seed):
         model.advance(5.0)
         model.set(idx, np.full(idx.size, 1.1), np.full(idx.size, 2.2), 1e-6)
-    assert np.array_equal(m.read(idx, 0.1), twin.read(idx, 0.1))
+    reads = [model.read(idx, 0.1) for model in (m, twin, same_seed)]
+    assert np.array_equal(reads[0], reads[1]) and np.array_equal(reads[0], reads[2])
 
 
 def test_presets_by_name():

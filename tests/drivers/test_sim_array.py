@@ -129,3 +129,17 @@ def test_index_addressing_matches_mask_addressing():
         a.read_cells(np.array([5, 3]))
     with pytest.raises(ValueError, match="one value per addressed cell"):
         a.set_pulse(cells, v_gate=np.array([1.0, 1.0]))
+
+
+def test_state_needs_the_same_seed_unless_saved_with_fixed_draws():
+    a = SimArray((4, 4), "hfo2", seed=3)
+    a.form()
+    state, meta = a.get_state()
+    assert "d2d" not in state and meta["seed"] == 3
+    with pytest.raises(ValueError, match="seed 3"):
+        SimArray((4, 4), "hfo2", seed=4).set_state(state, meta)
+    b = SimArray((4, 4), "hfo2", seed=3)
+    b.set_state(state, meta)
+    assert np.array_equal(b.conductance(), a.conductance()) and b.bench_time == a.bench_time
+    unseeded = SimArray((4, 4), "hfo2", seed=None)
+    assert "d2d" in unseeded.get_state()[0]
