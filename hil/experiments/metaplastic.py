@@ -289,12 +289,7 @@ def run_experiment(
     instruments = {f"layer{l}": a.identity()["array"] for l, a in enumerate(run.device.arrays)} if run.device else {}
     with RunStore.create(path, config=cfg.to_dict(), seed=cfg.seed, backend=backend,
                          instruments=instruments, overwrite=cfg.overwrite) as store:
-        if run.device is not None and cfg.device.log_ops:
-            for a in run.device.arrays:
-                a.add_listener(store.append_ops)
-        result = run.run(store, progress=progress, stop_after_epochs=stop_after_epochs)
-        _finish(store, run, result)
-    return result
+        return _run_into(store, run, progress, stop_after_epochs)
 
 
 def resume_experiment(path: str | Path, *, progress: bool = True, tasks: list[Task] | None = None,
@@ -309,11 +304,16 @@ def resume_experiment(path: str | Path, *, progress: bool = True, tasks: list[Ta
     arrays, meta = ckpt
     run.load_state({k.replace(".", "/"): v for k, v in arrays.items()}, meta)
     with RunStore.resume(path) as store:
-        if run.device is not None and cfg.device.log_ops:
-            for a in run.device.arrays:
-                a.add_listener(store.append_ops)
-        result = run.run(store, progress=progress, stop_after_epochs=stop_after_epochs)
-        _finish(store, run, result)
+        return _run_into(store, run, progress, stop_after_epochs)
+
+
+def _run_into(store: RunStore, run: MetaplasticRun, progress: bool, stop_after_epochs: int | None) -> RunResult:
+    """Log the arrays' operations to ``store`` (if configured), run, and record the results."""
+    if run.device is not None and run.cfg.device.log_ops:
+        for a in run.device.arrays:
+            a.add_listener(store.append_ops)
+    result = run.run(store, progress=progress, stop_after_epochs=stop_after_epochs)
+    _finish(store, run, result)
     return result
 
 
