@@ -60,6 +60,7 @@ class CrossbarArray(ABC):
         self.bench_time: float = 0.0
         self._listeners: list[Listener] = []
         self._closed = False
+        self._events: np.ndarray | None = None  # programming pulses per cell, counted by the host
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -109,6 +110,10 @@ class CrossbarArray(ABC):
         n = idx.size
         if n == 0:
             return
+        if kind != OpKind.READ:
+            if self._events is None:
+                self._events = np.zeros(self.size, dtype=np.int64)
+            self._events[idx] += 1
         per_cell = self.timing.route_settle + cost_each
         times = self.bench_time + per_cell * np.arange(1, n + 1)
         self.bench_time += per_cell * n
@@ -118,6 +123,12 @@ class CrossbarArray(ABC):
             batch = make_batch(kind, rows, cols, times, **fields)
             for listener in self._listeners:
                 listener(batch)
+
+    def programming_events(self) -> np.ndarray:
+        """Forming, SET and RESET pulses applied to each cell so far, shape (rows, cols)."""
+        if self._events is None:
+            return np.zeros(self.shape, dtype=np.int64)
+        return self._events.reshape(self.shape).copy()
 
     def _after_time_advance(self) -> None:
         """Hook for subclasses whose state depends on the clock (the simulator's relaxation)."""

@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 
 SEQUENCES = ("mnist-fmnist", "pmnist")
-BACKENDS = ("sim", "software")
+BACKENDS = ("sim", "bench", "software")
 SOURCES = ("auto", "full", "bundled")
 RULES = ("metaplastic", "plain")
 TECHNOLOGIES = ("hfo2", "siox")
@@ -75,6 +75,7 @@ class DeviceConfig:
     program_every: int = 1
     refresh_tolerance: float = 0.10
     log_ops: bool = True
+    bench: tuple[str, ...] = ()  # backend "bench": one bench TOML file per layer
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,11 @@ def validate(cfg: RunConfig) -> None:
     _num("device.refresh_tolerance", d.refresh_tolerance, 0.001, 10)
     if not isinstance(d.log_ops, bool):
         raise _bad("device.log_ops", d.log_ops, "true or false")
+    n_layers = len(n.hidden) + 1
+    if d.backend == "bench" and (len(d.bench) != n_layers or not all(isinstance(b, str) and b for b in d.bench)):
+        raise _bad("device.bench", list(d.bench), f"{n_layers} bench file paths, one per layer (backend = 'bench')")
+    if d.backend != "bench" and d.bench:
+        raise _bad("device.bench", list(d.bench), "empty unless device.backend = 'bench'")
 
 
 def load_config(path: str | Path) -> RunConfig:

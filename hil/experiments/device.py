@@ -202,3 +202,44 @@ class DeviceWeights:
             self.pending[l] = np.array(state[f"pending{l}"], dtype=bool)
             self._weights[l] = self.mapping.to_weight(self.g_cache[l])
         self.programmings, self.cells_programmed, self.pulses, self.failures = (int(v) for v in state["counters"])
+
+
+def open_bench_arrays(bench_files: tuple[str, ...] | list[str], shapes: list[tuple[int, int]],
+                      technology: str) -> list[CrossbarArray]:
+    """Validate one bench file per layer (shape, technology), then open their instruments.
+
+    Every file is checked before any instrument is opened; if opening one fails, those already
+    open are closed (outputs off).
+
+    Raises:
+        ValueError: a bench file's array shape or technology does not fit its layer.
+    """
+    from drivers.bench import BenchArray, load_bench
+
+    configs = [load_bench(path) for path in bench_files]
+    for layer, (path, config, shape) in enumerate(zip(bench_files, configs, shapes)):
+        if tuple(config.shape) != tuple(shape):
+            raise ValueError(f"device.bench[{layer}] = {path!r}: bench.shape = {list(config.shape)}, "
+                             f"layer {layer} needs an array of shape {list(shape)}")
+        if config.technology.name != technology:
+            raise ValueError(f"device.bench[{layer}] = {path!r}: technology {config.technology.name!r}, "
+                             f"device.technology is {technology!r}")
+    arrays: list[CrossbarArray] = []
+    try:
+        for config in configs:
+            arrays.append(BenchArray.from_config(config))
+    except BaseException:
+        for array in arrays:
+            array.close()
+        raise
+    return arrays
+
+
+def check_arrays(arrays: list[CrossbarArray], shapes: list[tuple[int, int]], technology: str) -> None:
+    """Raise ValueError unless there is one array per layer, of the layer's shape and technology."""
+    if len(arrays) != len(shapes):
+        raise ValueError(f"{len(arrays)} arrays given for {len(shapes)} layers")
+    for layer, (array, shape) in enumerate(zip(arrays, shapes)):
+        if tuple(array.shape) != tuple(shape) or array.technology.name != technology:
+            raise ValueError(f"layer {layer} needs a {technology} array of shape {tuple(shape)}, "
+                             f"got {array.technology.name} {array.shape}")

@@ -26,11 +26,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from drivers.array import CrossbarArray
 from drivers.sim.presets import get_preset
 from drivers.sim_array import SimArray
 from hil.datasets import load_dataset, permuted
 from hil.experiments.config import RunConfig, config_from_dict
-from hil.experiments.device import DeviceWeights, ProgrammingPolicy
+from hil.experiments.device import (
+    DeviceWeights,
+    ProgrammingPolicy,
+    check_arrays,
+    open_bench_arrays,
+)
 from hil.learning.learner import MetaplasticLearner, RuleConfig
 from hil.learning.qnn import QNN
 from hil.mapping import make_mapping
@@ -122,7 +128,9 @@ def load_tasks(cfg: RunConfig) -> list[Task]:
 class MetaplasticRun:
     """One run: builds the network, the arrays and the learner from a :class:`RunConfig`."""
 
-    def __init__(self, cfg: RunConfig, tasks: list[Task] | None = None) -> None:
+    def __init__(self, cfg: RunConfig, tasks: list[Task] | None = None,
+                 arrays: list[CrossbarArray] | None = None) -> None:
+        """``arrays``: ready arrays, one per layer, instead of those ``cfg.device`` describes."""
         self.cfg = cfg
         self.tasks = tasks if tasks is not None else load_tasks(cfg)
         preset = get_preset(cfg.device.technology)
@@ -138,11 +146,13 @@ class MetaplasticRun:
             model, self.levels, RuleConfig(m_star=m_star, unit=cfg.learning.unit, lr=cfg.learning.lr, lr_bn=cfg.learning.lr_bn)
         )
         self.device: DeviceWeights | None = None
-        if cfg.device.backend == "sim":
-            arrays = [
-                SimArray(self.mapping.array_shape(a, b), cfg.device.technology, seed=cfg.seed * 1000 + 1 + l)
-                for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
-            ]
+        shapes = [self.mapping.array_shape(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        if arrays is None and cfg.device.backend == "sim":
+            arrays = [SimArray(shape, cfg.device.technology, seed=cfg.seed * 1000 + 1 + l) for l, shape in enumerate(shapes)]
+        elif arrays is None and cfg.device.backend == "bench":
+            arrays = open_bench_arrays(cfg.device.bench, shapes, cfg.device.technology)
+        if arrays is not None:
+            check_arrays(arrays, shapes, cfg.device.technology)
             d = cfg.device
             policy = ProgrammingPolicy(tolerance=d.tolerance, max_pulses=d.max_pulses, init_max_pulses=d.init_max_pulses,
                                        program_every=d.program_every, refresh_tolerance=d.refresh_tolerance)
@@ -150,6 +160,11 @@ class MetaplasticRun:
         self.epoch = 0  # epochs completed over the whole sequence
         self.step = 0  # minibatches completed
         self.history: list[dict[str, float]] = []
+
+    def close(self) -> None:
+        """Leave every array in its safe idle state (instrument outputs off)."""
+        for array in self.device.arrays if self.device is not None else ():
+            array.close()
 
     # ------------------------------------------------------------------ plan
     def plan(self) -> list[tuple[int, int]]:
@@ -177,9 +192,10 @@ class MetaplasticRun:
         if self.device is not None:
             arrays.update({f"device/{k}": v for k, v in self.device.state().items()})
             for l, arr in enumerate(self.device.arrays):
-                a, m = arr.get_state()
-                arrays.update({f"array{l}/{k}": v for k, v in a.items()})
-                meta[f"array{l}"] = m
+                if hasattr(arr, "get_state"):  # a simulated array: its devices can be saved too
+                    a, m = arr.get_state()
+                    arrays.update({f"array{l}/{k}": v for k, v in a.items()})
+                    meta[f"array{l}"] = m
         return arrays, meta
 
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -192,7 +208,10 @@ class MetaplasticRun:
         self.rng.bit_generator.state = meta["rng"]
         if self.device is not None:
             for l, arr in enumerate(self.device.arrays):
-                arr.set_state(sub(f"array{l}/"), meta[f"array{l}"])
+                if f"array{l}" in meta:
+                    arr.set_state(sub(f"array{l}/"), meta[f"array{l}"])
+                else:  # real devices keep their own state; the next epoch's re-read measures it
+                    log.warning("layer %d: bench array, device state is what the chip holds now", l)
             self.device.load_state(sub("device/"))
 
     # ------------------------------------------------------------------ loop
@@ -280,16 +299,23 @@ class MetaplasticRun:
 
 def run_experiment(
     cfg: RunConfig, *, progress: bool = True, stop_after_epochs: int | None = None,
-    tasks: list[Task] | None = None, out: str | Path | None = None,
+    tasks: list[Task] | None = None, out: str | Path | None = None, arrays: list[CrossbarArray] | None = None,
 ) -> RunResult:
-    """Run ``cfg`` from scratch into a new run file (``out`` or ``cfg.out``)."""
+    """Run ``cfg`` from scratch into a new run file (``out`` or ``cfg.out``).
+
+    ``arrays``: ready arrays, one per layer (e.g. bench arrays on in-process simulated
+    instruments), instead of those ``cfg.device`` describes. They are closed at the end.
+    """
     path = Path(out or cfg.out)
-    run = MetaplasticRun(cfg, tasks)  # loads data / validates everything before the file exists
-    backend = "sim" if cfg.device.backend == "sim" else "software"
-    instruments = {f"layer{l}": a.identity()["array"] for l, a in enumerate(run.device.arrays)} if run.device else {}
-    with RunStore.create(path, config=cfg.to_dict(), seed=cfg.seed, backend=backend,
-                         instruments=instruments, overwrite=cfg.overwrite) as store:
-        return _run_into(store, run, progress, stop_after_epochs)
+    run = MetaplasticRun(cfg, tasks, arrays)  # loads data / validates everything before the file exists
+    try:
+        instruments = ({f"layer{l}": json.dumps(a.identity()) for l, a in enumerate(run.device.arrays)}
+                       if run.device else {})
+        with RunStore.create(path, config=cfg.to_dict(), seed=cfg.seed, backend=cfg.device.backend,
+                             instruments=instruments, overwrite=cfg.overwrite) as store:
+            return _run_into(store, run, progress, stop_after_epochs)
+    finally:
+        run.close()
 
 
 def resume_experiment(path: str | Path, *, progress: bool = True, tasks: list[Task] | None = None,
@@ -301,10 +327,13 @@ def resume_experiment(path: str | Path, *, progress: bool = True, tasks: list[Ta
     if ckpt is None:
         raise RuntimeError(f"{path}: no checkpoint to resume from")
     run = MetaplasticRun(cfg, tasks)
-    arrays, meta = ckpt
-    run.load_state({k.replace(".", "/"): v for k, v in arrays.items()}, meta)
-    with RunStore.resume(path) as store:
-        return _run_into(store, run, progress, stop_after_epochs)
+    try:
+        arrays, meta = ckpt
+        run.load_state({k.replace(".", "/"): v for k, v in arrays.items()}, meta)
+        with RunStore.resume(path) as store:
+            return _run_into(store, run, progress, stop_after_epochs)
+    finally:
+        run.close()
 
 
 def _run_into(store: RunStore, run: MetaplasticRun, progress: bool, stop_after_epochs: int | None) -> RunResult:
