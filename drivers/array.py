@@ -153,23 +153,12 @@ class CrossbarArray(ABC):
             v_gate: gate voltage, V, setting the forming compliance (default ``v_gate_form``).
             width: pulse width, s (default ``width_form``).
         """
-        self._check_open()
         tech = self.technology
-        v_pulse = tech.v_form if v_pulse is None else v_pulse
-        v_gate = tech.v_gate_form if v_gate is None else v_gate
-        width = tech.width_form if width is None else width
-        idx = self._indices(mask)
-        vp, vg = self._per_cell("v_pulse", v_pulse, idx), self._per_cell("v_gate", v_gate, idx)
-        self.limits.check_pulse(vp, width)
-        self.limits.check_gate(vg)
-        compliance = tech.transistor.compliance(vg)
-        self.limits.check_compliance(compliance)
-        if idx.size == 0:
-            return
-        self._form(idx, vp, vg, float(width))
-        self._account(
-            OpKind.FORM, idx, self.timing.pulse_time(width),
-            v_gate=vg, v_pulse=vp, width=width, compliance=compliance,
+        self._positive_pulse(
+            OpKind.FORM, mask,
+            tech.v_gate_form if v_gate is None else v_gate,
+            tech.v_form if v_pulse is None else v_pulse,
+            tech.width_form if width is None else width,
         )
 
     def set_pulse(
@@ -187,24 +176,34 @@ class CrossbarArray(ABC):
             v_pulse: SET amplitude(s) on the bit line, V (> 0; default the technology's ``v_set``).
             width: pulse width, s (default ``width_set``).
         """
+        tech = self.technology
+        self._positive_pulse(
+            OpKind.SET, mask, v_gate,
+            tech.v_set if v_pulse is None else v_pulse,
+            tech.width_set if width is None else width,
+        )
+
+    def _positive_pulse(
+        self, kind: OpKind, mask: np.ndarray | None, v_gate: float | np.ndarray,
+        v_pulse: float | np.ndarray, width: float,
+    ) -> None:
+        """Validate, apply and account one forming or SET pulse (positive polarity, gate compliance)."""
         self._check_open()
-        v_pulse = self.technology.v_set if v_pulse is None else v_pulse
-        width = self.technology.width_set if width is None else width
         idx = self._indices(mask)
         vg, vp = self._per_cell("v_gate", v_gate, idx), self._per_cell("v_pulse", v_pulse, idx)
         self.limits.check_pulse(vp, width)
         self.limits.check_gate(vg)
         if np.any(vp < 0):
-            raise ValueError("SET v_pulse must be >= 0 V (use reset_pulse for negative polarity)")
+            raise ValueError(f"{kind.name} v_pulse must be >= 0 V (use reset_pulse for negative polarity)")
         compliance = self.technology.transistor.compliance(vg)
         self.limits.check_compliance(np.maximum(compliance, 1e-12))
         if idx.size == 0:
             return
-        self._set(idx, vg, vp, float(width))
-        self._account(
-            OpKind.SET, idx, self.timing.pulse_time(width),
-            v_gate=vg, v_pulse=vp, width=width, compliance=compliance,
-        )
+        if kind == OpKind.FORM:
+            self._form(idx, vp, vg, float(width))
+        else:
+            self._set(idx, vg, vp, float(width))
+        self._account(kind, idx, self.timing.pulse_time(width), v_gate=vg, v_pulse=vp, width=width, compliance=compliance)
 
     def reset_pulse(
         self,
