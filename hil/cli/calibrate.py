@@ -12,6 +12,7 @@ is written atomically; PNG figures go beside the table (``<out>_iv.png``, ``_lrs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 
@@ -25,7 +26,10 @@ from drivers.sim.presets import get_preset
 from drivers.sim_array import SimArray
 from hil.cli.common import add_backend_options, parse_shape
 from hil.experiments.characterise import (
-    CharacterisationPlan, characterise, characterise_levels, load_characterisation,
+    CharacterisationPlan,
+    characterise,
+    characterise_levels,
+    load_characterisation,
 )
 from hil.store import RunStore, check_writable
 
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         conditions = plan.resolve(array)
 
     n_levels = args.levels
-    with _maybe(array):
+    # the array's own context manager leaves it in its safe idle state (outputs off) on any exit
+    with array if array is not None else contextlib.nullcontext():
         if array is not None:
             tech = array.technology
             config = {"command": "calibrate", "plan": conditions, "technology": tech.name,
@@ -158,20 +163,6 @@ def run(args: argparse.Namespace) -> int:
                                                                table if levels_data is not None else None)
     _print_summary(result, truth, table, out, written, data)
     return 0
-
-
-class _maybe:
-    """Context manager that closes the array (outputs off) if there is one."""
-
-    def __init__(self, array) -> None:
-        self.array = array
-
-    def __enter__(self):
-        return self.array
-
-    def __exit__(self, *exc) -> None:
-        if self.array is not None:
-            self.array.close()
 
 
 def _is_preset(name: str) -> bool:
