@@ -338,9 +338,9 @@ class BenchArray(CrossbarArray):
     Args:
         shape: (rows, cols) of the array under test.
         technology: operating conditions (``v_read``, default pulse conditions, transistor).
-        smu: a :class:`~drivers.b2900.B2900` or :class:`~drivers.b1500.B1500`.
-        router: an :class:`~drivers.array_board.ArrayBoard` or
-            :class:`~drivers.switch_matrix.SwitchMatrix`.
+        smu: a :class:`~drivers.instruments.b2900.B2900` or :class:`~drivers.instruments.b1500.B1500`.
+        router: an :class:`~drivers.instruments.array_board.ArrayBoard` or
+            :class:`~drivers.instruments.switch_matrix.SwitchMatrix`.
         limits, timing: safety limits and timing model.
         batch: cells per list sweep (list path).
         read_compliance, pulse_compliance: SMU compliances during reads and pulses, A (the
@@ -382,8 +382,8 @@ class BenchArray(CrossbarArray):
         self.pulse_compliance = float(pulse_compliance)
         self.v_gate_read = float(technology.v_gate_reset if v_gate_read is None else v_gate_read)
         self.limits.check_gate(self.v_gate_read)
-        from drivers.array_board import ArrayBoard
-        from drivers.b2900 import B2900
+        from drivers.instruments.array_board import ArrayBoard
+        from drivers.instruments.b2900 import B2900
 
         self._board = router if isinstance(router, ArrayBoard) else None
         self._list_path = isinstance(smu, B2900) and self._board is not None
@@ -543,10 +543,10 @@ def _make_smu(config: BenchConfig, transport: Transport) -> Any:
     cfg = config.smu
     gate = cfg.gate_channel or None
     if cfg.model == "b2900":
-        from drivers.b2900 import B2900
+        from drivers.instruments.b2900 import B2900
 
         return B2900(transport, config.limits, cfg.bitline_channel, gate)
-    from drivers.b1500 import B1500
+    from drivers.instruments.b1500 import B1500
 
     return B1500(transport, config.limits, cfg.bitline_channel, gate)
 
@@ -554,14 +554,14 @@ def _make_smu(config: BenchConfig, transport: Transport) -> Any:
 def _make_router(config: BenchConfig, transport: Transport) -> Any:
     cfg = config.router
     if cfg.model == "array_board":
-        from drivers.array_board import ArrayBoard
+        from drivers.instruments.array_board import ArrayBoard
 
         board = ArrayBoard(transport, config.limits, cfg.dac_vref, external_gate=config.smu.gate_channel != 0)
         if config.shape[0] > board.shape[0] or config.shape[1] > board.shape[1]:
             board.close()
             raise BenchConfigError(f"bench.shape = {list(config.shape)} exceeds the board's {board.shape[0]}x{board.shape[1]} array")
         return board
-    from drivers.switch_matrix import MatrixWiring, SwitchMatrix
+    from drivers.instruments.switch_matrix import MatrixWiring, SwitchMatrix
 
     wiring = MatrixWiring(
         card=cfg.card, bitline_port=cfg.bitline_port, gate_port=cfg.gate_port, ground_port=cfg.ground_port,

@@ -32,7 +32,7 @@ from drivers.sim.instruments.bench_state import SimBench
 from drivers.sim.instruments.switch_matrix import SimSwitchMatrix
 from drivers.sim.physics import ArrayPhysics
 from drivers.sim.presets import get_preset
-from drivers.switch_matrix import MatrixWiring
+from drivers.instruments.switch_matrix import MatrixWiring
 from drivers.transport import SimTransport, Transport
 
 log = logging.getLogger(__name__)

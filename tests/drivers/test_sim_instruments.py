@@ -17,7 +17,7 @@ from drivers.sim.instruments.scpi import parse_header, short_form, split_command
 from drivers.sim.instruments.switch_matrix import SimSwitchMatrix
 from drivers.sim.physics import ArrayPhysics
 from drivers.sim.presets import get_preset
-from drivers.switch_matrix import MatrixWiring
+from drivers.instruments.switch_matrix import MatrixWiring
 from drivers.transport import SimTransport
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from drivers.sim.instruments.base import Faults, SimCommandError
 from drivers.sim.instruments.bench_state import SimBench
 from drivers.sim.instruments.scpi import ScpiInstrument
-from drivers.switch_matrix import MatrixWiring
+from drivers.instruments.switch_matrix import MatrixWiring
 
 
 class SimSwitchMatrix(ScpiInstrument):

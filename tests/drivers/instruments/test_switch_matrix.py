@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drivers.errors import InstrumentError
-from drivers.switch_matrix import MatrixWiring, SwitchMatrix
+from drivers.instruments.switch_matrix import MatrixWiring, SwitchMatrix
 from drivers.transport_testing import ExpectedTransport, expected_protocol
 
 IDN = "Keysight Technologies,B2201A,0,1.0"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.b1500 import B1500, parse_flex_data
-from drivers.b2900 import ComplianceTrip
+from drivers.instruments.b1500 import B1500, parse_flex_data
+from drivers.instruments.b2900 import ComplianceTrip
 from drivers.errors import InstrumentError, ProtocolError, SafetyLimitError
 from drivers.limits import SafetyLimits
 from drivers.transport_testing import ExpectedTransport, expected_protocol

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.array_board import ArrayBoard, BoardError, crc16, frame
+from drivers.instruments.array_board import ArrayBoard, BoardError, crc16, frame
 from drivers.errors import ProtocolError, SafetyLimitError
 from drivers.limits import SafetyLimits
 from drivers.sim.instruments.array_board import SimArrayBoard
@@ -19,7 +19,7 @@ from drivers.transport import SerialTransport, SimTransport
 from drivers.transport_testing import ExpectedTransport, expected_protocol
 
 LIMITS = SafetyLimits(max_v_gate=3.0)
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware" / "array_board"
+FIRMWARE = Path(__file__).resolve().parents[3] / "firmware" / "array_board"
 IDN = "OK IDN HIL-LAB,AB-1T1R,0001,1.0.0,128x128"
 INIT = [(frame("IDN?"), frame(IDN)), (frame("RST"), frame("OK RST")), (frame("GSRC EXT"), frame("OK GSRC EXT"))]
 

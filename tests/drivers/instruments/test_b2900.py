@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.b2900 import B2900, ComplianceTrip
+from drivers.instruments.b2900 import B2900, ComplianceTrip
 from drivers.errors import InstrumentError, ProtocolError, SafetyLimitError, TransportTimeout
 from drivers.limits import SafetyLimits
 from drivers.transport import make_block

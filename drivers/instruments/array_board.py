@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from drivers.errors import InstrumentError, ProtocolError
-from drivers.instrument import Instrument
+from drivers.instruments.base import Instrument
 from drivers.limits import SafetyLimits
 from drivers.transport import Transport
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from drivers.errors import InstrumentError, ProtocolError
-from drivers.instrument import Instrument
+from drivers.instruments.base import Instrument
 from drivers.limits import SafetyLimits
 from drivers.timing import BenchTiming
 from drivers.transport import Transport, format_number

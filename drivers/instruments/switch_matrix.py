@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from drivers.errors import InstrumentError, ProtocolError
-from drivers.instrument import Instrument
+from drivers.instruments.base import Instrument
 from drivers.transport import Transport
 
 log = logging.getLogger(__name__)

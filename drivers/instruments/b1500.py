@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivers.errors import InstrumentError, ProtocolError
-from drivers.instrument import Instrument
+from drivers.instruments.base import Instrument
 from drivers.limits import SafetyLimits
 from drivers.timing import BenchTiming
 from drivers.transport import Transport, format_number
@@ -190,7 +190,7 @@ class B1500(Instrument):
             self.switch_off_after_failure()
             raise InstrumentError(f"B1500 slot {slot}: {_BAD_STATUS[bad[0].status]} (status {bad[0].status})")
         if not allow_trip and any(d.status == "C" for d in data):
-            from drivers.b2900 import ComplianceTrip
+            from drivers.instruments.b2900 import ComplianceTrip
 
             raise ComplianceTrip(f"B1500 slot {slot} reached its compliance; readings are clamped")
         return np.array([d.value for d in data])
