@@ -6,23 +6,15 @@ naming the field, the value and the allowed range. See ``examples/metaplastic-*.
 
 from __future__ import annotations
 
-import math
-import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from hil.experiments.schema import ConfigError, bad as _bad, build, check_choice as _choice, check_number as _num
 from hil.learning.metaplastic import META_UNITS
 from hil.mapping import MAPPINGS
 
-
-class ConfigError(ValueError):
-    """A configuration field is missing, unknown, or outside its allowed range."""
+__all__ = ["ConfigError", "RunConfig", "parse_config", "load_config", "config_from_dict", "validate"]
 
 
 SEQUENCES = ("mnist-fmnist", "pmnist")
@@ -101,60 +93,19 @@ class RunConfig:
         return [f"pmnist-{k}" for k in range(self.tasks.n_tasks)]
 
 
-_SECTIONS = {"tasks": TasksConfig, "dataset": DatasetConfig, "network": NetworkConfig,
-             "learning": LearningConfig, "device": DeviceConfig}
-
-
-def _bad(field_name: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{field_name} = {value!r} is not allowed; allowed: {allowed}")
-
-
-def _num(name: str, v: Any, lo: float, hi: float, integer: bool = False, lo_open: bool = False) -> None:
-    ok_type = isinstance(v, int) and not isinstance(v, bool) if integer else isinstance(v, (int, float)) and not isinstance(v, bool)
-    if not ok_type or not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
-        kind = "an integer" if integer else "a number"
-        left = "(" if lo_open else "["
-        raise _bad(name, v, f"{kind} in {left}{lo:g}, {hi:g}]")
-
-
-def _choice(name: str, v: Any, options: tuple[str, ...] | list[str]) -> None:
-    if v not in options:
-        raise _bad(name, v, f"one of {list(options)}")
-
-
-def _section(cls: type, prefix: str, data: dict[str, Any]) -> Any:
-    if not isinstance(data, dict):
-        raise _bad(prefix, data, "a table")
-    known = {f.name: f for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"unknown field {prefix}.{key}; known fields: {sorted(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
 def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> RunConfig:
-    """Validate a configuration mapping (as read from TOML) into a :class:`RunConfig`."""
+    """Validate a configuration mapping (as read from TOML) into a :class:`RunConfig`.
+
+    Unknown keys at any level raise :class:`ConfigError` naming the dotted key. The
+    ``experiment`` key, if present, must be ``"metaplastic"``. Output paths stay relative to the
+    working directory, as on a command line (``base_dir`` is accepted for the registry's
+    signature).
+    """
     data = dict(data)
-    data.pop("experiment", None) if data.get("experiment") in ("metaplastic", None) else _choice(
-        "experiment", data.get("experiment"), ["metaplastic"])
-    top = {}
-    sections = {}
-    for key, value in data.items():
-        if key in _SECTIONS:
-            sections[key] = _section(_SECTIONS[key], key, value)
-        elif key in {f.name for f in fields(RunConfig)}:
-            top[key] = value
-        else:
-            raise ConfigError(f"unknown field {key}; known: {sorted([f.name for f in fields(RunConfig)])}")
-    cfg = RunConfig(**top, **sections)
+    if "experiment" in data:
+        _choice("experiment", data.pop("experiment"), ["metaplastic"])
+    cfg = build(RunConfig, data)
     validate(cfg)
-    if base_dir is not None and not Path(cfg.out).is_absolute():
-        pass  # output paths are relative to the working directory, as on a command line
     return cfg
 
 
@@ -222,15 +173,10 @@ def validate(cfg: RunConfig) -> None:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a TOML experiment file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_config(data, path.parent)
+    """Read and validate a TOML metaplastic experiment file."""
+    from hil.experiments.registry import read_toml
+
+    return parse_config(read_toml(path), Path(path).parent)
 
 
 def config_from_dict(stored: dict[str, Any]) -> RunConfig:
