@@ -21,6 +21,8 @@ SEQUENCES = ("mnist-fmnist", "pmnist")
 BACKENDS = ("sim", "bench", "software")
 SOURCES = ("auto", "full", "bundled")
 RULES = ("metaplastic", "plain")
+TEST_AT = ("task-end", "every-epoch", "end", "never")
+BATCHNORM = ("per-task", "shared")
 TECHNOLOGIES = ("hfo2", "siox")
 
 
@@ -31,6 +33,10 @@ class TasksConfig:
     epochs: tuple[int, ...] = (10, 10)
     train_limit: int = 0  # 0: all training examples of each task
     test_limit: int = 0
+    #: validation split held out of every task's training set: a fraction in (0, 1) or a count
+    validation: float = 0.1
+    #: when the test set is evaluated: after every task, every epoch, at the end only, or never
+    test_at: str = "task-end"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,9 @@ class DatasetConfig:
 class NetworkConfig:
     hidden: tuple[int, ...] = (1024,)
     init_scale: float = 0.1
+    #: "per-task": one BN set per task, chosen by the task identity at test time (Laborieux et
+    #: al. 2021); "shared": one BN set for all tasks (no task identity at test time)
+    batchnorm: str = "per-task"
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,11 @@ def validate(cfg: RunConfig) -> None:
         _num(f"tasks.epochs[{k}]", e, 1, 1000, integer=True)
     _num("tasks.train_limit", t.train_limit, 0, 60000, integer=True)
     _num("tasks.test_limit", t.test_limit, 0, 10000, integer=True)
+    v = t.validation
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+            0 < v <= 0.5 or (isinstance(v, int) and 1 <= v <= 30000)):
+        raise _bad("tasks.validation", v, "a fraction in (0, 0.5] or an integer count in [1, 30000]")
+    _choice("tasks.test_at", t.test_at, TEST_AT)
     _choice("dataset.source", cfg.dataset.source, SOURCES)
     if not isinstance(cfg.dataset.data_dir, str):
         raise _bad("dataset.data_dir", cfg.dataset.data_dir, "a directory path string (\"\" = $HIL_DATA_DIR)")
@@ -139,6 +153,7 @@ def validate(cfg: RunConfig) -> None:
     for k, h in enumerate(n.hidden):
         _num(f"network.hidden[{k}]", h, 1, 16384, integer=True)
     _num("network.init_scale", n.init_scale, 0, 10, lo_open=True)
+    _choice("network.batchnorm", n.batchnorm, BATCHNORM)
     lcfg = cfg.learning
     _choice("learning.rule", lcfg.rule, RULES)
     _num("learning.m_star", lcfg.m_star, 0, 100)

@@ -30,8 +30,8 @@ import numpy as np
 from drivers.array import CrossbarArray
 from drivers.sim.presets import get_preset
 from drivers.sim_array import SimArray
-from hil.datasets import load_dataset, permuted
-from hil.experiments.config import RunConfig, parse_config
+from hil.datasets import load_dataset, permuted, validation_split
+from hil.experiments.config import ConfigError, RunConfig, parse_config
 from hil.experiments.device import (
     DeviceWeights,
     ProgrammingPolicy,
@@ -52,11 +52,15 @@ BNN_SIZES = (784, 4096, 4096, 10)
 
 @dataclass
 class Task:
+    """One task's data, flattened float32 (n, 784) in [0, 1]; ``x_val`` is held out of the training set."""
+
     name: str
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
 
 
 @dataclass
@@ -64,9 +68,11 @@ class RunResult:
     """What a finished (or stopped) run reports.
 
     Attributes:
-        accuracy: per evaluation (after every epoch): dict task name -> accuracy (0..1).
+        accuracy: per epoch: ``epoch``, ``task``, ``val.<task>`` (validation accuracy of every
+            task seen so far, 0..1) and ``<task>`` (test accuracy, when ``tasks.test_at`` says).
         epochs_done: epochs completed.
-        final: last accuracy per task.
+        final: test accuracy per task after the last epoch (empty if not evaluated then).
+        final_val: validation accuracy per task after the last epoch.
         programming: counters (programmings, cells programmed, pulses, failures).
         events_per_device: programming events per cell, concatenated over layers (device runs).
         memory: memory accounting, bits.
@@ -76,6 +82,7 @@ class RunResult:
     accuracy: list[dict[str, float]] = field(default_factory=list)
     epochs_done: int = 0
     final: dict[str, float] = field(default_factory=dict)
+    final_val: dict[str, float] = field(default_factory=dict)
     programming: dict[str, int] = field(default_factory=dict)
     events_per_device: np.ndarray | None = None
     reprogrammed_per_device: np.ndarray | None = None
@@ -106,7 +113,12 @@ def memory_bits(sizes: tuple[int, ...], n_levels: int) -> dict[str, float]:
 
 
 def load_tasks(cfg: RunConfig) -> list[Task]:
-    """The task sequence's train/test data, flattened to float32 (n, 784) in [0, 1]."""
+    """The task sequence's train/validation/test data, flattened to float32 (n, 784) in [0, 1].
+
+    ``tasks.train_limit`` first draws a seeded subset of the training set; the validation split
+    (``tasks.validation``: a fraction or a count) is then held out of it, seeded by the run's
+    seed and the task index. ``tasks.test_limit`` keeps the first test images.
+    """
     src, ddir = cfg.dataset.source, cfg.dataset.data_dir or None
     if cfg.tasks.sequence == "mnist-fmnist":
         datasets = [load_dataset("mnist", ddir, src), load_dataset("fashion-mnist", ddir, src)]
@@ -123,7 +135,13 @@ def load_tasks(cfg: RunConfig) -> list[Task]:
             xtr, ytr = xtr[sel], ytr[sel]
         if cfg.tasks.test_limit:
             xte, yte = xte[: cfg.tasks.test_limit], yte[: cfg.tasks.test_limit]
-        tasks.append(Task(name, xtr, ytr, xte, yte))
+        v = cfg.tasks.validation
+        split = {"n": v} if isinstance(v, int) else {"fraction": float(v)}
+        try:
+            xtr, ytr, xva, yva = validation_split(xtr, ytr, seed=[cfg.seed, 11, len(tasks)], **split)
+        except ValueError as exc:
+            raise ConfigError(f"tasks.validation = {v!r} does not fit task {name!r} ({len(xtr)} training images): {exc}") from exc
+        tasks.append(Task(name, xtr, ytr, xte, yte, xva, yva))
     return tasks
 
 
@@ -155,7 +173,7 @@ class MetaplasticExperiment(Experiment):
         self.rng = np.random.default_rng(cfg.seed)
         sizes = (784, *cfg.network.hidden, 10)
         self.sizes = sizes
-        model = QNN(sizes, len(self.tasks), self.rng, cfg.network.init_scale)
+        model = QNN(sizes, len(self.tasks), self.rng, cfg.network.init_scale, batchnorm=cfg.network.batchnorm)
         m_star = cfg.learning.m_star if cfg.learning.rule == "metaplastic" else 0.0
         self.learner = MetaplasticLearner(
             model, self.levels, RuleConfig(m_star=m_star, unit=cfg.learning.unit, lr=cfg.learning.lr, lr_bn=cfg.learning.lr_bn)
@@ -229,13 +247,23 @@ class MetaplasticExperiment(Experiment):
     def weights(self) -> list[np.ndarray]:
         return self.device.weights() if self.device is not None else self.learner.quantized_weights()
 
-    def evaluate(self, upto: int) -> dict[str, float]:
-        """Test accuracy of tasks 0..upto with their own BN and the current (measured) weights."""
+    def evaluate(self, upto: int, split: str = "test") -> dict[str, float]:
+        """Accuracy of tasks 0..upto on ``split`` ("test" or "val") with the current (measured)
+        weights and each task's BN (the shared one with ``network.batchnorm = "shared"``)."""
         w = self.weights()
-        return {
-            self.tasks[k].name: self.learner.model.accuracy(self.tasks[k].x_test, self.tasks[k].y_test, w, k)
-            for k in range(upto + 1)
-        }
+        out = {}
+        for k in range(upto + 1):
+            t = self.tasks[k]
+            x, y = (t.x_test, t.y_test) if split == "test" else (t.x_val, t.y_val)
+            out[t.name] = self.learner.model.accuracy(x, y, w, k)
+        return out
+
+    def _test_now(self, ep_index: int) -> bool:
+        """Whether the protocol (``tasks.test_at``) evaluates the test set after epoch ``ep_index``."""
+        task, ep_in_task = self.plan()[ep_index]
+        when = self.cfg.tasks.test_at
+        return (when == "every-epoch" or (when == "task-end" and ep_in_task == self.cfg.tasks.epochs[task] - 1)
+                or (when == "end" and ep_index == len(self.plan()) - 1))
 
     def _epoch(self, ep_index: int, ctx: StageContext) -> None:
         cfg = self.cfg
@@ -258,18 +286,23 @@ class MetaplasticExperiment(Experiment):
         if self.device is not None:
             self.device.flush(self.learner.level_idx)
             refreshed = self.device.reread(self.learner.level_idx)
-        acc = self.evaluate(task)
+        val = self.evaluate(task, "val")
+        acc = self.evaluate(task, "test") if self._test_now(ep_index) else {}
         self.epoch = ep_index + 1
-        self.history.append({"epoch": self.epoch, "task": task, **acc})
-        ctx.postfix({k[:6]: f"{100 * v:.1f}" for k, v in acc.items()})
-        self._log_epoch(ctx, task, acc, float(np.mean(losses)), refreshed,
+        self.history.append({"epoch": self.epoch, "task": task, **acc, **{f"val.{k}": v for k, v in val.items()}})
+        ctx.postfix({f"val {k[:6]}": f"{100 * v:.1f}" for k, v in val.items()})
+        self._log_epoch(ctx, task, acc, val, float(np.mean(losses)), refreshed,
                         last_of_task=ep_in_task == cfg.tasks.epochs[task] - 1)
 
-    def _log_epoch(self, ctx: StageContext, task: int, acc: dict[str, float], loss: float, refreshed: int,
-                   last_of_task: bool) -> None:
+    def _log_epoch(self, ctx: StageContext, task: int, acc: dict[str, float], val: dict[str, float], loss: float,
+                   refreshed: int, last_of_task: bool) -> None:
+        """Metrics of the epoch: ``val.<task>`` (validation), ``acc.<task>`` (test, when the
+        protocol evaluates it), loss, programming counters; snapshots at the end of a task."""
         def metric(name: str, value: float) -> None:
             ctx.metric(name, value, step=self.step, epoch=self.epoch)
 
+        for name, value in val.items():
+            metric(f"val.{name}", value)
         for name, value in acc.items():
             metric(f"acc.{name}", value)
         metric("loss", loss)
@@ -323,14 +356,17 @@ class MetaplasticExperiment(Experiment):
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict[str, float]:
-        """Final test accuracy per task (0..1)."""
-        return dict(self.result().final)
+        """Final accuracy per task (0..1): test (``<task>``, if the protocol evaluated it at the
+        end) and validation (``val.<task>``)."""
+        r = self.result()
+        return {**r.final, **{f"val.{k}": v for k, v in r.final_val.items()}}
 
     def result(self) -> RunResult:
         r = RunResult(accuracy=list(self.history), epochs_done=self.epoch, wall_time=self._wall)
         if self.history:
             last = self.history[-1]
             r.final = {t.name: last[t.name] for t in self.tasks if t.name in last}
+            r.final_val = {t.name: last[f"val.{t.name}"] for t in self.tasks if f"val.{t.name}" in last}
         r.memory = memory_bits(self.sizes, len(self.levels))
         r.w_h = [w.copy() for w in self.learner.model.w_h]
         if self.device is not None:
@@ -346,7 +382,8 @@ class MetaplasticExperiment(Experiment):
         result = self.result()
         lines = []
         for h in result.accuracy:
-            accs = "  ".join(f"{k} {100 * v:5.2f} %" for k, v in h.items() if k not in ("epoch", "task"))
+            accs = "  ".join(f"{k if k.startswith('val.') else 'test.' + k} {100 * v:5.2f} %"
+                             for k, v in h.items() if k not in ("epoch", "task"))
             lines.append(f"  epoch {h['epoch']:2d} (task {h['task']}): {accs}")
         if result.programming:
             p = result.programming

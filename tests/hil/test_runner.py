@@ -70,7 +70,7 @@ def test_resume_through_the_runner_is_bit_identical(tmp_path):
         assert r.attrs["status"] == "stopped"
     resumed = runner.resume(part.path, progress=False)
     assert resumed.complete and resumed.stages_done == 4
-    assert resumed.summary == whole.summary and set(whole.summary) == {"mnist", "fashion-mnist"}
+    assert resumed.summary == whole.summary and set(whole.summary) == {"mnist", "fashion-mnist", "val.mnist", "val.fashion-mnist"}
     wa, _ = whole.experiment.state()
     ra, _ = resumed.experiment.state()
     assert sorted(wa) == sorted(ra)
@@ -128,7 +128,7 @@ def test_arrays_are_closed_when_a_stage_raises_mid_run(tmp_path, monkeypatch):
             array.read(None)
     with open_run(tmp_path / "broken.h5") as r:
         assert r.attrs["status"] == "failed: RuntimeError"
-        assert r.metric("acc.mnist")["epoch"].tolist() == [1]  # the epoch before the failure was kept
+        assert r.metric("val.mnist")["epoch"].tolist() == [1]  # the epoch before the failure was kept
         _, meta = r.load_checkpoint()
         assert meta["runner"]["next_stage"] == 2
 
