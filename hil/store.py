@@ -8,7 +8,7 @@ operation are documented in ``hil/SCHEMA.md`` (schema :data:`SCHEMA_VERSION`). I
                                   writer_pid, heartbeat
     /arrays                one row per array of the run (id, name, rows, cols, technology, instrument)
     /ops/batch             one row per operation batch (array, kind, cells, timing, shared values)
-    /ops/row, /ops/col     the addressed cells, one value per record
+    /ops/cell              the addressed cells (flat index, delta-coded within a batch), one per record
     /ops/<field>           per-record values of the batches whose value varies per cell
     /ops/extent            committed length of every /ops dataset (rows beyond it are not records)
     /snapshots/<name>/g    maps, shape (n, rows, cols); /snapshots/<name>/time bench times, s
@@ -75,18 +75,28 @@ _STR = h5py.string_dtype("utf-8")
 #: One row of ``/arrays``.
 ARRAY_DTYPE = np.dtype([("id", "<u2"), ("name", _STR), ("rows", "<u4"), ("cols", "<u4"),
                         ("technology", _STR), ("instrument", _STR)])
-#: One row of ``/ops/batch``: ``n`` records starting at record ``start``; ``varying`` has bit k set
-#: when field :data:`VARYING_FIELDS`\\[k] is stored per record in ``/ops/<field>``, otherwise the
-#: batch's own value applies to all its records. ``wall`` is the host's Unix time, s.
+#: One row of ``/ops/batch``: ``n`` records starting at record ``start``. Bit k of ``varying``
+#: set: field :data:`VARYING_FIELDS`\\[k] differs between the batch's records and is stored per
+#: record (else the batch's own value applies to all of them); bit k of ``raw`` set as well: stored
+#: as plain values in ``/ops/<field>_raw`` instead of dictionary codes. ``stride`` is the row
+#: length used for the flat cell index (the array's columns; 65536 for an unregistered array).
+#: ``wall`` is the host's Unix time, s.
 BATCH_DTYPE = np.dtype([
-    ("array", "<u2"), ("kind", "u1"), ("varying", "u1"), ("start", "<u8"), ("n", "<u4"),
-    ("t_start", "<f8"), ("t_step", "<f8"), ("wall", "<f8"),
+    ("array", "<u2"), ("kind", "u1"), ("varying", "u1"), ("raw", "u1"), ("start", "<u8"), ("n", "<u4"),
+    ("stride", "<u4"), ("t_start", "<f8"), ("t_step", "<f8"), ("wall", "<f8"),
     ("v_gate", "<f4"), ("v_pulse", "<f4"), ("width", "<f4"), ("compliance", "<f4"), ("result", "<f4"),
 ])
 VARYING_FIELDS = ("time", *VALUE_FIELDS)
-_RECORD_DTYPES = {"row": "<u2", "col": "<u2", "time": "<f8", **{f: "<f4" for f in VALUE_FIELDS}}
+#: Varying control values (few distinct values: gate and pulse ramps) are dictionary-coded: u4
+#: codes in ``/ops/<field>`` index ``/ops/<field>_values``, up to :data:`DICT_LIMIT` distinct values
+#: per run, then plain values in ``/ops/<field>_raw``. ``time`` and ``result`` are stored plain.
+CODED_FIELDS = ("v_gate", "v_pulse", "width", "compliance")
+DICT_LIMIT = 1 << 16
+_RECORD_DTYPES = {"cell": "<u4", "time": "<f8", "result": "<f4",
+                  **{f: "<u4" for f in CODED_FIELDS}, **{f"{f}_values": "<f4" for f in CODED_FIELDS},
+                  **{f"{f}_raw": "<f4" for f in CODED_FIELDS}}
 #: The ``/ops`` datasets in the order of ``/ops/extent``.
-OPS_DATASETS = ("batch", "row", "col", *VARYING_FIELDS)
+OPS_DATASETS = ("batch", *_RECORD_DTYPES)
 RESUME_DTYPE = np.dtype([("time", _STR), ("checkpoint", "<i8"), ("host", _STR), ("pid", "<i8"),
                          ("records_dropped", "<i8")])
 _OPS_CHUNK = 1 << 16
@@ -207,10 +217,13 @@ class RunStore:
         self._f = f
         self.path = path
         self.flush_interval = float(flush_interval)
+        #: rewrite the file compactly after a clean close (:func:`compact`)
+        self.compact_on_close = True
         self._lock = threading.RLock()
         self._pending: dict[str, list[np.ndarray]] = {k: [] for k in OPS_DATASETS}
         self._pending_n = 0
-        self._n_records = int(f["ops/row"].shape[0])
+        self._n_records = int(f["ops/cell"].shape[0])
+        self._dicts = {fld: _Dictionary(f["ops"][f"{fld}_values"][()]) for fld in CODED_FIELDS}
         self._array_ids: dict[str, int] = {}
         self._listeners: dict[int, tuple[Any, Any]] = {}
         self._last_flush = time.monotonic()
@@ -218,8 +231,10 @@ class RunStore:
         self._failed: str | None = None
         self._thread_error: BaseException | None = None
         self._stop = threading.Event()
+        self._strides: dict[int, int] = {}
         for row in f["arrays"][()]:
             self._array_ids[_s(row["name"])] = int(row["id"])
+            self._strides[int(row["id"])] = int(row["cols"])
         self._write_writer_info()
         self._timer: threading.Thread | None = None
         if self.flush_interval > 0:
@@ -385,6 +400,7 @@ class RunStore:
             ds[aid] = (aid, _name(name), rows, cols, tech, ident)
             self._f.flush()
         self._array_ids[name] = aid
+        self._strides[aid] = cols
         return aid
 
     # ------------------------------------------------------------------ writing
@@ -405,28 +421,28 @@ class RunStore:
         with self._lock:
             self._check_usable()
             brow = np.zeros(1, dtype=BATCH_DTYPE)
+            stride = self._strides.get(aid, 65536)
             brow["array"], brow["kind"], brow["start"], brow["n"] = aid, int(batch.kind), self._n_records, n
-            brow["wall"] = time.time()
-            varying = 0
-            if batch.t_start is not None and batch.t_step is not None and batch._records is None:
+            brow["stride"], brow["wall"] = stride, time.time()
+            if batch._records is not None:  # built from records: mixed kinds go one batch per kind
+                kinds = np.unique(batch.records["kind"])
+                if kinds.size > 1:
+                    rec = batch.records
+                    for k in kinds:
+                        self._append(OpBatch.from_records(rec[rec["kind"] == k]), aid)
+                    return
+            rows = np.asarray(batch.rows, dtype=np.int64)
+            if rows.max() >= 65536 or np.asarray(batch.cols).max() >= stride:
+                raise ValueError(f"cell address outside the array ({stride} columns)")
+            varying = raw = 0
+            if batch.t_start is not None and batch.t_step is not None:
                 brow["t_start"], brow["t_step"] = batch.t_start, batch.t_step
             else:
                 varying |= 1
                 brow["t_start"], brow["t_step"] = np.nan, np.nan
                 self._pending["time"].append(np.asarray(batch.times, dtype="<f8"))
-            if batch._records is not None:  # mixed kinds: every field per record
-                rec = batch.records
-                values = {f: rec[f] for f in VALUE_FIELDS}
-                kinds = np.unique(rec["kind"])
-                if kinds.size > 1:
-                    for k in kinds:  # one batch per kind keeps ``kind`` a batch field
-                        sel = rec[rec["kind"] == k]
-                        self._append(OpBatch.from_records(sel), aid)
-                    return
-            else:
-                values = batch.fields
             for bit, f in enumerate(VALUE_FIELDS, start=1):
-                v = values.get(f, np.nan)
+                v = batch.fields.get(f, np.nan)
                 if np.ndim(v) == 0:
                     brow[f] = v
                     continue
@@ -434,14 +450,27 @@ class RunStore:
                 bits = a.view("<u4")
                 if np.all(bits == bits[0]):
                     brow[f] = a[0]
-                else:
-                    varying |= 1 << bit
-                    brow[f] = np.nan
+                    continue
+                varying |= 1 << bit
+                brow[f] = np.nan
+                if f == "result":
                     self._pending[f].append(a)
-            brow["varying"] = varying
+                    continue
+                codes, new = self._dicts[f].encode(bits)
+                if codes is None:
+                    raw |= 1 << bit
+                    self._pending[f"{f}_raw"].append(a)
+                else:
+                    self._pending[f].append(codes)
+                    if new.size:
+                        self._pending[f"{f}_values"].append(new.view("<f4"))
+            brow["varying"], brow["raw"] = varying, raw
             self._pending["batch"].append(brow)
-            self._pending["row"].append(np.asarray(batch.rows, dtype="<u2"))
-            self._pending["col"].append(np.asarray(batch.cols, dtype="<u2"))
+            flat = rows * stride + np.asarray(batch.cols, dtype=np.int64)
+            delta = np.empty(n, dtype=np.int64)
+            delta[0] = flat[0]
+            np.subtract(flat[1:], flat[:-1], out=delta[1:])
+            self._pending["cell"].append(delta.astype("<u4"))  # modulo 2**32 (see _decode_cells)
             self._n_records += n
             self._pending_n += n
             if self._pending_n >= 4_000_000 or self.flush_interval <= 0:
@@ -636,6 +665,9 @@ class RunStore:
             finally:
                 self._closed = True
                 _close_file(self._f, self._failed is not None)
+            if error is None and not self._failed and self.compact_on_close:
+                saved = compact(self.path)
+                log.info("%s compacted (%d bytes saved)", self.path, saved)
             if error is not None:
                 raise error if isinstance(error, StoreError) else StoreError(str(error))
 
@@ -653,26 +685,112 @@ class RunStore:
                     raise
 
 
+class _Dictionary:
+    """Codes of the distinct float32 values of one control field (by bit pattern, so exact)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        bits = np.asarray(values, dtype="<f4").view("<u4")
+        order = np.argsort(bits, kind="stable")
+        self._sorted = bits[order]
+        self._codes = order.astype("<u4")
+        self.size = bits.size
+
+    def encode(self, bits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(codes of ``bits``, the new values' bit patterns in code order); (None, []) when the
+        dictionary would exceed :data:`DICT_LIMIT`."""
+        uniq, inverse = np.unique(bits, return_inverse=True)
+        pos = np.searchsorted(self._sorted, uniq)
+        known = (pos < self._sorted.size) & (self._sorted[np.minimum(pos, self._sorted.size - 1)] == uniq) \
+            if self._sorted.size else np.zeros(uniq.size, dtype=bool)
+        new = uniq[~known]
+        if self.size + new.size > DICT_LIMIT:
+            return None, new[:0]
+        ucode = np.empty(uniq.size, dtype="<u4")
+        ucode[known] = self._codes[pos[known]]
+        ucode[~known] = np.arange(self.size, self.size + new.size, dtype="<u4")
+        if new.size:
+            merged = np.concatenate([self._sorted, new])
+            codes = np.concatenate([self._codes, ucode[~known]])
+            order = np.argsort(merged, kind="stable")
+            self._sorted, self._codes = merged[order], codes[order]
+            self.size += new.size
+        return ucode[inverse.reshape(-1)], new
+
+
+def _decode_cells(delta: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Flat cell indices from the per-batch delta code of ``/ops/cell`` (``n`` records per batch).
+
+    Within a batch, record 0 holds the flat index and each later record the difference to the
+    previous one, modulo 2**32; a running sum restarted at every batch, modulo 2**32, decodes it.
+    """
+    c = np.cumsum(delta.astype(np.uint64))
+    ends = np.cumsum(n)
+    base = np.zeros(n.size, dtype=np.uint64)
+    base[1:] = c[ends[:-1] - 1]
+    return ((c - np.repeat(base, n)) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
 def _write_checkpoint_array(group: h5py.Group, name: str, a: np.ndarray) -> None:
-    """Store one checkpoint array: plain when small, else as zlib-compressed ``.npy`` bytes.
+    """Store one checkpoint array: plain when small, else byte-shuffled and zlib-compressed.
 
     HDF5 (2.0) cannot delete a *chunked* dataset while the file is in SWMR mode, and the
     double-buffered slots are deleted and rewritten, so compressed arrays are kept as contiguous
-    byte datasets (attribute ``encoding = "npy+zlib"``; :func:`_read_checkpoint_array` decodes).
+    byte datasets: attribute ``encoding = "shuffle+zlib"`` with ``dtype`` and ``shape``; the bytes
+    are the array's bytes grouped by byte position (as HDF5's shuffle filter does), deflated.
     """
     if a.size < 1024 or a.dtype.kind not in "biufc":
         group.create_dataset(name, data=a)
         return
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    ds = group.create_dataset(name, data=np.frombuffer(zlib.compress(buf.getvalue(), 1), dtype=np.uint8))
-    ds.attrs["encoding"] = "npy+zlib"
+    a = np.ascontiguousarray(a)
+    planes = a.reshape(-1).view(np.uint8).reshape(a.size, a.dtype.itemsize).T.tobytes()
+    ds = group.create_dataset(name, data=np.frombuffer(zlib.compress(planes, 4), dtype=np.uint8))
+    ds.attrs["encoding"] = "shuffle+zlib"
+    ds.attrs["dtype"] = a.dtype.str
+    ds.attrs["shape"] = np.asarray(a.shape, dtype=np.int64)
 
 
 def _read_checkpoint_array(ds: h5py.Dataset) -> np.ndarray:
-    if _s(ds.attrs.get("encoding", "")) == "npy+zlib":
-        return np.load(io.BytesIO(zlib.decompress(ds[()].tobytes())), allow_pickle=False)
+    if _s(ds.attrs.get("encoding", "")) == "shuffle+zlib":
+        dt = np.dtype(_s(ds.attrs["dtype"]))
+        shape = tuple(int(v) for v in ds.attrs["shape"])
+        planes = np.frombuffer(zlib.decompress(ds[()].tobytes()), dtype=np.uint8)
+        return planes.reshape(dt.itemsize, -1).T.copy().view(dt).reshape(shape)
     return ds[()]
+
+
+def compact(path: Path) -> int:
+    """Rewrite a closed run file without the space HDF5 could not reuse while it grew (rewritten
+    partial chunks, replaced checkpoint slots) and without the checkpoint slot that the latest one
+    superseded. Objects are copied as stored (H5Ocopy: compressed chunks are not re-encoded).
+
+    Returns bytes saved; on any failure the original file is kept and 0 is returned.
+    """
+    tmp = path.with_name(path.name + ".compact")
+    try:
+        before = path.stat().st_size
+        with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver=LIBVER) as dst:
+            dst.attrs.update(dict(src.attrs))
+            for key in src:
+                if key != "checkpoints":
+                    src.copy(src[key], dst, name=key)
+                    continue
+                grp = dst.create_group("checkpoints")
+                sc = src["checkpoints"]
+                if "index" not in sc:
+                    continue
+                grp.create_dataset("index", data=sc["index"][()])
+                slot = int(sc["index"][0])
+                if slot >= 0:
+                    src.copy(sc[f"slot{slot}"], grp, name=f"slot{slot}")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return before - path.stat().st_size
+    except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; the original stays valid
+        log.warning("could not compact %s (%s); it stays as written", path, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return 0
 
 
 def _close_file(f: h5py.File, after_error: bool) -> None:
@@ -698,7 +816,7 @@ def _s(v: Any) -> str:
 def _truncate_to(f: h5py.File, counts: dict[str, int]) -> int:
     """Shrink every appendable dataset to its checkpoint count; delete metric and snapshot series
     the checkpoint had not seen. Returns the number of ``/ops`` records dropped."""
-    before = int(f["ops/row"].shape[0])
+    before = int(f["ops/cell"].shape[0])
     for key, ds in _appendables(f).items():
         n = counts.get(key)
         if n is None and key.split("/")[0] in ("metrics", "snapshots"):
@@ -710,7 +828,7 @@ def _truncate_to(f: h5py.File, counts: dict[str, int]) -> int:
         if ds.shape[0] > n:
             ds.resize((n, *ds.shape[1:]))
     f["ops/extent"][...] = np.array([f["ops"][name].shape[0] for name in OPS_DATASETS], dtype="<i8")
-    return before - int(f["ops/row"].shape[0])
+    return before - int(f["ops/cell"].shape[0])
 
 
 def _refuse_live_writer(path: Path, host: Any, pid: Any, heartbeat: Any) -> None:
@@ -775,7 +893,7 @@ def _open_bounded(path: Path, timeout: float = OPEN_TIMEOUT) -> h5py.File:
             last = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
             raise StoreError(f"cannot open run file {str(path)!r}: {last}")
     try:
-        return h5py.File(path, "r", swmr=bool(flags), locking=False)
+        return h5py.File(path, "r", swmr=bool(flags))
     except OSError as exc:
         raise StoreError(f"cannot open run file {str(path)!r}: {_cause(exc)}") from exc
 
@@ -899,12 +1017,20 @@ class RunReader:
         n = b["n"].astype(np.int64)
         total = int(n.sum())
         sel = None if array is None else np.repeat(b["array"] == self.array_id(array), n)
+
+        def read(name: str, count: int) -> np.ndarray:
+            ds = ops[name]
+            ds.refresh()
+            return ds[:min(count, ext[name])]
+
+        flat = None
         out: dict[str, np.ndarray] = {}
         for nm in names:
             if nm in ("row", "col"):
-                ds = ops[nm]
-                ds.refresh()
-                col = ds[:total]
+                if flat is None:
+                    flat = _decode_cells(read("cell", total), n)
+                    stride = np.repeat(b["stride"].astype(np.int64), n)
+                col = (flat // stride if nm == "row" else flat % stride).astype("<u2")
             elif nm in ("array", "kind"):
                 col = np.repeat(b[nm], n)
             else:
@@ -915,11 +1041,16 @@ class RunReader:
                     col = np.repeat(b["t_start"], n) + np.repeat(b["t_step"], n) * k
                 else:
                     col = np.repeat(b[nm], n)
-                if vary.any():
-                    ds = ops[nm]
-                    ds.refresh()
-                    need = int(n[vary].sum())
-                    col[np.repeat(vary, n)] = ds[:min(need, ext[nm])]
+                if nm in CODED_FIELDS:
+                    raw = (b["raw"] & bit) != 0
+                    coded = vary & ~raw
+                    if coded.any():
+                        values = read(f"{nm}_values", DICT_LIMIT)
+                        col[np.repeat(coded, n)] = values[read(nm, int(n[coded].sum()))]
+                    if (vary & raw).any():
+                        col[np.repeat(vary & raw, n)] = read(f"{nm}_raw", int(n[vary & raw].sum()))
+                elif vary.any():
+                    col[np.repeat(vary, n)] = read(nm, int(n[vary].sum()))
             out[nm] = col if sel is None else col[sel]
         return out
 
@@ -945,16 +1076,14 @@ class RunReader:
         aid = self.array_id(array)
         info = next(a for a in arrays if a["id"] == aid)
         b = self.batches()
-        ops = self._f["ops"]
-        keep = (b["array"] == aid) & (b["kind"] != int(OpKind.READ))
+        n = b["n"].astype(np.int64)
+        keep = np.repeat((b["array"] == aid) & (b["kind"] != int(OpKind.READ)), n)
         counts = np.zeros(info["rows"] * info["cols"], dtype=np.int64)
-        if not keep.any():
-            return counts.reshape(info["rows"], info["cols"])
-        total = int(b["n"].astype(np.int64).sum())
-        mask = np.repeat(keep, b["n"].astype(np.int64))
-        rows = ops["row"][:total][mask].astype(np.int64)
-        cols = ops["col"][:total][mask].astype(np.int64)
-        counts += np.bincount(rows * info["cols"] + cols, minlength=counts.size)
+        if keep.any():
+            ds = self._f["ops/cell"]
+            ds.refresh()
+            flat = _decode_cells(ds[:int(n.sum())], n)[keep]
+            counts += np.bincount(flat, minlength=counts.size)  # stride = the array's columns
         return counts.reshape(info["rows"], info["cols"])
 
     # ------------------------------------------------------------------ snapshots, metrics
