@@ -89,18 +89,20 @@ def _check_open_file(reader, p: Path, out: list[Finding]) -> None:
     extra = {k: lengths[k] - ext[k] for k in OPS_DATASETS if lengths[k] > ext[k]}
     if extra:
         out.append(Finding(True, f"uncommitted rows beyond /ops/extent (not records; 'hil repair' drops them): {extra}"))
-    b = reader.batches()
+    b = reader.batches(ext)
     n = b["n"].astype(np.int64)
     total = int(n.sum())
     starts_ok = np.array_equal(b["start"].astype(np.int64), np.cumsum(n) - n)
-    if total != ext["cell"] or not starts_ok:
-        out.append(Finding(False, f"batch table covers {total} records, /ops/cell has {ext['cell']}; "
+    stored_cells = int(n[(b["same"] & 1) == 0].sum())
+    if stored_cells != ext["cell"] or not starts_ok:
+        out.append(Finding(False, f"batch table needs {stored_cells} stored cells, /ops/cell has {ext['cell']}; "
                                   f"starts consistent: {starts_ok}"))
         return
     for bit, name in enumerate(VARYING_FIELDS):
         vary = (b["varying"] & (1 << bit)) != 0
         raw = (b["raw"] & (1 << bit)) != 0
-        expect = {name: int(n[vary & ~raw].sum())} if name in CODED_FIELDS else {name: int(n[vary].sum())}
+        same = (b["same"] & (1 << bit)) != 0 if name in CODED_FIELDS[1:] else np.zeros(len(b), bool)
+        expect = {name: int(n[vary & ~raw & ~same].sum())} if name in CODED_FIELDS else {name: int(n[vary].sum())}
         if name in CODED_FIELDS:
             expect[f"{name}_raw"] = int(n[vary & raw].sum())
         for ds_name, need in expect.items():
@@ -166,10 +168,6 @@ def repair_run(path: str | os.PathLike) -> list[str]:
     another process holds it open, or when anything but the open-for-write state fails to verify.
     """
     p = Path(path)
-    findings = check_run(p)
-    bad = problems(findings)
-    if bad:
-        raise StoreError(f"{p}: does not verify, not repairing: " + "; ".join(x.text for x in bad))
     with open_run(p) as reader:
         attrs = reader.attrs
         status = reader.status
@@ -177,6 +175,10 @@ def repair_run(path: str | os.PathLike) -> list[str]:
     done: list[str] = []
     if flags:
         _refuse_live_writer(p, attrs.get("writer_host"), attrs.get("writer_pid"), attrs.get("heartbeat"))
+    findings = check_run(p)
+    bad = problems(findings)
+    if bad:
+        raise StoreError(f"{p}: does not verify, not repairing: " + "; ".join(x.text for x in bad))
     with _exclusive_lock(p):
         if flags:
             clear_consistency_flags(p)

@@ -79,10 +79,13 @@ ARRAY_DTYPE = np.dtype([("id", "<u2"), ("name", _STR), ("rows", "<u4"), ("cols",
 #: set: field :data:`VARYING_FIELDS`\\[k] differs between the batch's records and is stored per
 #: record (else the batch's own value applies to all of them); bit k of ``raw`` set as well: stored
 #: as plain values in ``/ops/<field>_raw`` instead of dictionary codes. ``stride`` is the row
-#: length used for the flat cell index (the array's columns; 65536 for an unregistered array).
+#: length used for the flat cell index. Bit 0 of ``same`` set: the batch addresses exactly the cells
+#: of the previous batch of its array (e.g. the verify read after a pulse), not stored again; bit k
+#: (k >= 2) set: field k's dictionary codes equal ``v_gate``'s codes in this batch (compliance follows
+#: the gate voltage), not stored again. The row length (the array's columns; 65536 for an unregistered array).
 #: ``wall`` is the host's Unix time, s.
 BATCH_DTYPE = np.dtype([
-    ("array", "<u2"), ("kind", "u1"), ("varying", "u1"), ("raw", "u1"), ("start", "<u8"), ("n", "<u4"),
+    ("array", "<u2"), ("kind", "u1"), ("varying", "u1"), ("raw", "u1"), ("same", "u1"), ("start", "<u8"), ("n", "<u4"),
     ("stride", "<u4"), ("t_start", "<f8"), ("t_step", "<f8"), ("wall", "<f8"),
     ("v_gate", "<f4"), ("v_pulse", "<f4"), ("width", "<f4"), ("compliance", "<f4"), ("result", "<f4"),
 ])
@@ -102,6 +105,8 @@ RESUME_DTYPE = np.dtype([("time", _STR), ("checkpoint", "<i8"), ("host", _STR), 
 _OPS_CHUNK = 1 << 16
 _BATCH_CHUNK = 4096
 _GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+#: Bytes kept free on the disk for closing a run file and marking it failed.
+DISK_RESERVE = 256 * 1024
 #: Time bound of opening a file whose flags say a writer is (or was) active, s.
 OPEN_TIMEOUT = 30.0
 
@@ -225,6 +230,7 @@ class RunStore:
         self._n_records = int(f["ops/cell"].shape[0])
         self._dicts = {fld: _Dictionary(f["ops"][f"{fld}_values"][()]) for fld in CODED_FIELDS}
         self._array_ids: dict[str, int] = {}
+        self._last_cells: dict[int, np.ndarray] = {}  # flat cells of each array's last batch
         self._listeners: dict[int, tuple[Any, Any]] = {}
         self._last_flush = time.monotonic()
         self._closed = False
@@ -434,7 +440,8 @@ class RunStore:
             rows = np.asarray(batch.rows, dtype=np.int64)
             if rows.max() >= 65536 or np.asarray(batch.cols).max() >= stride:
                 raise ValueError(f"cell address outside the array ({stride} columns)")
-            varying = raw = 0
+            varying = raw = same = 0
+            vg_codes = None
             if batch.t_start is not None and batch.t_step is not None:
                 brow["t_start"], brow["t_step"] = batch.t_start, batch.t_step
             else:
@@ -460,17 +467,27 @@ class RunStore:
                 if codes is None:
                     raw |= 1 << bit
                     self._pending[f"{f}_raw"].append(a)
-                else:
-                    self._pending[f].append(codes)
-                    if new.size:
-                        self._pending[f"{f}_values"].append(new.view("<f4"))
-            brow["varying"], brow["raw"] = varying, raw
-            self._pending["batch"].append(brow)
+                    continue
+                if new.size:
+                    self._pending[f"{f}_values"].append(new.view("<f4"))
+                if f == "v_gate":
+                    vg_codes = codes
+                elif vg_codes is not None and np.array_equal(codes, vg_codes):
+                    same |= 1 << bit
+                    continue
+                self._pending[f].append(codes)
             flat = rows * stride + np.asarray(batch.cols, dtype=np.int64)
-            delta = np.empty(n, dtype=np.int64)
-            delta[0] = flat[0]
-            np.subtract(flat[1:], flat[:-1], out=delta[1:])
-            self._pending["cell"].append(delta.astype("<u4"))  # modulo 2**32 (see _decode_cells)
+            last = self._last_cells.get(aid)
+            if last is not None and np.array_equal(last, flat):
+                same |= 1
+            else:
+                delta = np.empty(n, dtype=np.int64)
+                delta[0] = flat[0]
+                np.subtract(flat[1:], flat[:-1], out=delta[1:])
+                self._pending["cell"].append(delta.astype("<u4"))  # modulo 2**32 (see _decode_cells)
+            self._last_cells[aid] = flat
+            brow["varying"], brow["raw"], brow["same"] = varying, raw, same
+            self._pending["batch"].append(brow)
             self._n_records += n
             self._pending_n += n
             if self._pending_n >= 4_000_000 or self.flush_interval <= 0:
@@ -484,6 +501,7 @@ class RunStore:
         key = _name(name)
         with self._lock:
             self._check_usable()
+            self._ensure_space(g_map.nbytes + 4096, f"snapshot {name!r}")
             grp = self._f["snapshots"]
             with self._writing(f"snapshot {name!r}"):
                 if key not in grp:
@@ -531,6 +549,8 @@ class RunStore:
         with self._lock:
             self._check_usable()
             self._flush_locked()
+            self._ensure_space(sum(np.asarray(a).nbytes for a in arrays.values()) + len(meta_json) + 4096,
+                               "a checkpoint")
             with self._writing("a checkpoint"):
                 grp = self._f["checkpoints"]
                 if "index" not in grp:
@@ -570,7 +590,27 @@ class RunStore:
             self._check_usable()
             self._flush_locked()
 
+    def _ensure_space(self, nbytes: int, what: str) -> None:
+        """Refuse a write that may not fit on the disk, before HDF5 starts it.
+
+        HDF5 does not survive running out of space mid-write (h5py's close then crashes the
+        process), so the store stops first: it needs room for ``nbytes`` (uncompressed, an upper
+        bound) plus :data:`DISK_RESERVE` for closing the file and marking it failed.
+        """
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        if free < nbytes + DISK_RESERVE:
+            self._failed = (f"disk full: {free} bytes free on the file system of {str(self.path)!r}, "
+                            f"writing {what} needs up to {nbytes} + {DISK_RESERVE} reserved")
+            log.error("run file %s: %s", self.path, self._failed)
+            raise StoreError(f"cannot write {what} to run file {str(self.path)!r}: {os.strerror(errno.ENOSPC)} "
+                             f"({self._failed})")
+
     def _flush_locked(self) -> None:
+        self._ensure_space(sum(a.nbytes for chunks in self._pending.values() for a in chunks), "operation records")
         with self._writing("operation records"):
             ops = self._f["ops"]
             extent = ops["extent"]
@@ -730,6 +770,25 @@ def _decode_cells(delta: np.ndarray, n: np.ndarray) -> np.ndarray:
     return ((c - np.repeat(base, n)) & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
+def _flat_cells(b: np.ndarray, read: Any) -> np.ndarray:
+    """Flat cell index of every record of the batches ``b`` (``read(name, count)`` reads /ops data)."""
+    n = b["n"].astype(np.int64)
+    same = (b["same"] & 1) != 0
+    stored_n = np.where(same, 0, n)
+    flat_stored = _decode_cells(read("cell", int(stored_n.sum())), stored_n)
+    if not same.any():
+        return flat_stored
+    src = np.arange(len(b))
+    last: dict[int, int] = {}
+    for i, (aid, s) in enumerate(zip(b["array"].tolist(), same.tolist())):
+        if s:
+            src[i] = src[last[aid]]
+        last[aid] = i
+    soff = np.cumsum(stored_n) - stored_n
+    k = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    return flat_stored[np.repeat(soff[src], n) + k]
+
+
 def _write_checkpoint_array(group: h5py.Group, name: str, a: np.ndarray) -> None:
     """Store one checkpoint array: plain when small, else byte-shuffled and zlib-compressed.
 
@@ -816,7 +875,7 @@ def _s(v: Any) -> str:
 def _truncate_to(f: h5py.File, counts: dict[str, int]) -> int:
     """Shrink every appendable dataset to its checkpoint count; delete metric and snapshot series
     the checkpoint had not seen. Returns the number of ``/ops`` records dropped."""
-    before = int(f["ops/cell"].shape[0])
+    before = int(f["ops/batch"]["n"].astype(np.int64).sum()) if f["ops/batch"].shape[0] else 0
     for key, ds in _appendables(f).items():
         n = counts.get(key)
         if n is None and key.split("/")[0] in ("metrics", "snapshots"):
@@ -828,7 +887,8 @@ def _truncate_to(f: h5py.File, counts: dict[str, int]) -> int:
         if ds.shape[0] > n:
             ds.resize((n, *ds.shape[1:]))
     f["ops/extent"][...] = np.array([f["ops"][name].shape[0] for name in OPS_DATASETS], dtype="<i8")
-    return before - int(f["ops/cell"].shape[0])
+    after = int(f["ops/batch"]["n"].astype(np.int64).sum()) if f["ops/batch"].shape[0] else 0
+    return before - after
 
 
 def _refuse_live_writer(path: Path, host: Any, pid: Any, heartbeat: Any) -> None:
@@ -882,20 +942,78 @@ def _open_bounded(path: Path, timeout: float = OPEN_TIMEOUT) -> h5py.File:
     if problem:
         raise StoreError(f"cannot open run file {str(path)!r}: {problem}")
     flags = consistency_flags(path)
-    if flags:
+    if not flags:
         try:
-            probe = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
-                                   timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise StoreError(f"cannot open run file {str(path)!r}: opening did not finish within {timeout:g} s "
-                             "(a corrupt or truncated file whose writer did not close it)") from None
-        if probe.returncode != 0:
-            last = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
-            raise StoreError(f"cannot open run file {str(path)!r}: {last}")
+            return h5py.File(path, "r", swmr=False)
+        except OSError as exc:
+            raise StoreError(f"cannot open run file {str(path)!r}: {_cause(exc)}") from exc
+    bounded = _swmr_open_bounded_retries(path)
+    if bounded is not None:
+        return bounded
+    try:  # no handle on the library's retry count: open once in a child process, with a time bound
+        probe = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
+                               timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise StoreError(f"cannot open run file {str(path)!r}: opening did not finish within {timeout:g} s "
+                         "(a corrupt or truncated file whose writer did not close it)") from None
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise StoreError(f"cannot open run file {str(path)!r}: {last}")
     try:
-        return h5py.File(path, "r", swmr=bool(flags))
+        return h5py.File(path, "r", swmr=True)
     except OSError as exc:
         raise StoreError(f"cannot open run file {str(path)!r}: {_cause(exc)}") from exc
+
+
+#: Metadata read attempts of a SWMR reader (HDF5's default, 100 with growing waits, looks like a
+#: hang on a corrupt file; a live writer's half-flushed metadata needs only a few).
+SWMR_READ_ATTEMPTS = 20
+
+
+def _hdf5_library() -> Any:
+    """The HDF5 C library h5py uses (ctypes handle), or None."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = {line.split()[-1] for line in fh if "libhdf5" in line and "libhdf5_hl" not in line}
+        libs = [p for p in libs if os.path.basename(p).startswith("libhdf5")]
+        return ctypes.CDLL(sorted(libs)[0]) if libs else None
+    except (OSError, IndexError):
+        return None
+
+
+def _swmr_open_bounded_retries(path: Path) -> h5py.File | None:
+    """Open read-only in SWMR mode with :data:`SWMR_READ_ATTEMPTS` metadata read attempts (a
+    corrupt file then fails within milliseconds). None if the library setting is out of reach."""
+    import ctypes
+
+    lib = _hdf5_library()
+    if lib is None or not hasattr(lib, "H5Pset_metadata_read_attempts"):
+        return None
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    if lib.H5Pset_metadata_read_attempts(ctypes.c_int64(fapl.id), ctypes.c_uint(SWMR_READ_ATTEMPTS)) < 0:
+        return None
+    try:
+        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    except OSError as exc:
+        raise StoreError(f"cannot open run file {str(path)!r}: {_cause(exc)}") from exc
+    return h5py.File(fid)
+
+
+def _reading(method):
+    """Report a read failure of a damaged file as a :class:`StoreError` naming the file."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise StoreError(f"cannot read run file {str(self.path)!r} ({method.__name__}): {_cause(exc)}") from exc
+    return wrapper
 
 
 class RunReader:
@@ -912,6 +1030,11 @@ class RunReader:
         self._f = _open_bounded(self.path, timeout)
         try:
             self._check_schema()
+        except (OSError, KeyError, RuntimeError) as exc:
+            self._f.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot read run file {str(self.path)!r}: {_cause(exc)}") from exc
         except BaseException:
             self._f.close()
             raise
@@ -972,16 +1095,19 @@ class RunReader:
         ext.refresh()
         return dict(zip(OPS_DATASETS, (int(v) for v in ext[()])))
 
-    def batches(self) -> np.ndarray:
-        """The committed ``/ops/batch`` table (BATCH_DTYPE)."""
+    @_reading
+    def batches(self, extent: dict[str, int] | None = None) -> np.ndarray:
+        """The committed ``/ops/batch`` table (BATCH_DTYPE); ``extent``: as read by :meth:`_extent`
+        (one consistent moment of a live file)."""
         if self.schema_major < 2:
             raise StoreError(f"{self.path}: schema {self.attrs.get('schema_version')} has no batch table")
-        n = self._extent()["batch"]
+        n = (extent or self._extent())["batch"]
         ds = self._f["ops/batch"]
         ds.refresh()
         return ds[:n]
 
     @property
+    @_reading
     def n_ops(self) -> int:
         """Number of committed operation records."""
         if self.schema_major < 2:
@@ -990,6 +1116,7 @@ class RunReader:
             return int(ds.shape[0])
         return int(self.batches()["n"].sum())
 
+    @_reading
     def ops_columns(self, *names: str, array: str | int | None = None) -> dict[str, np.ndarray]:
         """Columns of the expanded ``/ops`` records (names from :data:`OP_DTYPE`, default all), each
         shape (n,), in file order; ``array`` selects one array's records (by name or id).
@@ -1011,8 +1138,8 @@ class RunReader:
                 keep = out.get("array", np.zeros(len(rec), "<u2")) == self.array_id(array)
                 out = {k: v[keep] for k, v in out.items()}
             return out
-        b = self.batches()
         ext = self._extent()
+        b = self.batches(ext)
         ops = self._f["ops"]
         n = b["n"].astype(np.int64)
         total = int(n.sum())
@@ -1024,11 +1151,26 @@ class RunReader:
             return ds[:min(count, ext[name])]
 
         flat = None
+        codes: dict[str, np.ndarray] = {}
+
+        def field_codes(nm: str, coded: np.ndarray) -> np.ndarray:
+            """Per-record dictionary codes of field ``nm`` (valid where ``coded``)."""
+            if nm not in codes:
+                c = np.zeros(total, dtype=np.int64)
+                same = (b["same"] & (1 << VARYING_FIELDS.index(nm))) != 0 if nm != "v_gate" else np.zeros(len(b), bool)
+                own = coded & ~same
+                c[np.repeat(own, n)] = read(nm, int(n[own].sum()))
+                if (coded & same).any():
+                    vg = (b["varying"] & 2 != 0) & (b["raw"] & 2 == 0)
+                    c[np.repeat(coded & same, n)] = field_codes("v_gate", vg)[np.repeat(coded & same, n)]
+                codes[nm] = c
+            return codes[nm]
+
         out: dict[str, np.ndarray] = {}
         for nm in names:
             if nm in ("row", "col"):
                 if flat is None:
-                    flat = _decode_cells(read("cell", total), n)
+                    flat = _flat_cells(b, read)
                     stride = np.repeat(b["stride"].astype(np.int64), n)
                 col = (flat // stride if nm == "row" else flat % stride).astype("<u2")
             elif nm in ("array", "kind"):
@@ -1046,7 +1188,7 @@ class RunReader:
                     coded = vary & ~raw
                     if coded.any():
                         values = read(f"{nm}_values", DICT_LIMIT)
-                        col[np.repeat(coded, n)] = values[read(nm, int(n[coded].sum()))]
+                        col[np.repeat(coded, n)] = values[field_codes(nm, coded)[np.repeat(coded, n)]]
                     if (vary & raw).any():
                         col[np.repeat(vary & raw, n)] = read(f"{nm}_raw", int(n[vary & raw].sum()))
                 elif vary.any():
@@ -1055,6 +1197,7 @@ class RunReader:
         return out
 
     @property
+    @_reading
     def ops(self) -> np.ndarray:
         """All committed operation records as one OP_DTYPE table (see :meth:`ops_columns`)."""
         cols = self.ops_columns()
@@ -1063,6 +1206,7 @@ class RunReader:
             rec[k] = v
         return rec
 
+    @_reading
     def pulses_per_device(self, array: str | int | None = None) -> np.ndarray:
         """Programming pulses (FORM, SET, RESET) applied to each cell, int64 (rows, cols).
 
@@ -1075,14 +1219,19 @@ class RunReader:
             array = arrays[0]["id"]
         aid = self.array_id(array)
         info = next(a for a in arrays if a["id"] == aid)
-        b = self.batches()
+        ext = self._extent()
+        b = self.batches(ext)
         n = b["n"].astype(np.int64)
         keep = np.repeat((b["array"] == aid) & (b["kind"] != int(OpKind.READ)), n)
         counts = np.zeros(info["rows"] * info["cols"], dtype=np.int64)
         if keep.any():
-            ds = self._f["ops/cell"]
-            ds.refresh()
-            flat = _decode_cells(ds[:int(n.sum())], n)[keep]
+            ops = self._f["ops"]
+
+            def read(name: str, count: int) -> np.ndarray:
+                ops[name].refresh()
+                return ops[name][:min(count, ext[name])]
+
+            flat = _flat_cells(b, read)[keep]
             counts += np.bincount(flat, minlength=counts.size)  # stride = the array's columns
         return counts.reshape(info["rows"], info["cols"])
 
@@ -1090,6 +1239,7 @@ class RunReader:
     def snapshot_names(self) -> list[str]:
         return sorted(self._f["snapshots"].keys())
 
+    @_reading
     def snapshot(self, name: str, index: int = -1) -> tuple[np.ndarray, float]:
         """Conductance map (S, (rows, cols)) and its bench time (s); the latest by default."""
         grp = self._f["snapshots"][name]
@@ -1097,6 +1247,7 @@ class RunReader:
         grp["time"].refresh()
         return grp["g"][index], float(grp["time"][index])
 
+    @_reading
     def snapshot_series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """All maps of a snapshot series, shape (n, rows, cols), and their bench times, s, shape (n,)."""
         grp = self._f["snapshots"][name]
@@ -1107,12 +1258,14 @@ class RunReader:
     def metric_names(self) -> list[str]:
         return sorted(self._f["metrics"].keys())
 
+    @_reading
     def metric(self, name: str) -> np.ndarray:
         """Metric table (METRIC_DTYPE): step, epoch, value."""
         ds = self._f["metrics"][name]
         ds.refresh()
         return ds[()]
 
+    @_reading
     def resumes(self) -> np.ndarray:
         """The resume markers (RESUME_DTYPE), empty for a run never resumed."""
         if "resumes" not in self._f:
@@ -1127,6 +1280,7 @@ class RunReader:
         slot, _serial = (int(v) for v in grp["index"][()])
         return None if slot < 0 else grp[f"slot{slot}"]
 
+    @_reading
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """The latest complete checkpoint as (arrays, meta), or None."""
         sg = self._slot()
@@ -1135,6 +1289,7 @@ class RunReader:
         arrays = {k: _read_checkpoint_array(sg[k]) for k in sg if k != "meta"}
         return arrays, json.loads(sg["meta"][()].decode())
 
+    @_reading
     def _checkpoint_counts(self) -> tuple[dict[str, int], int]:
         """(counts of every appendable dataset at the latest checkpoint, its serial); ({}, -1) without one."""
         sg = self._slot()
@@ -1145,6 +1300,7 @@ class RunReader:
                              f"{self.attrs.get('schema_version')}); it cannot be resumed exactly")
         return json.loads(sg.attrs["counts"]), int(sg.attrs.get("serial", -1))
 
+    @_reading
     def calibration(self) -> dict[str, np.ndarray]:
         grp = self._f["calibration"]
         return {k: grp[k][()] for k in grp}

@@ -68,6 +68,11 @@ def test_encoding_expands_every_record_exactly(tmp_path, monkeypatch):
                                    width=1e-6, compliance=rng.random(n), result=res)
             sent.append(batch.records)
             store.append_ops(batch)
+            if k % 5 == 1:  # the same cells again (stored once), with compliance following the gate
+                vgs = rng.choice([0.9, 1.0], n)
+                again = make_batch(OpKind.SET, rows, cols, t_start=k + 0.5, t_step=1e-3, v_gate=vgs, compliance=vgs * 2)
+                sent.append(again.records)
+                store.append_ops(again)
             if k == 10:
                 store.flush()
     want = np.concatenate(sent)
@@ -75,6 +80,9 @@ def test_encoding_expands_every_record_exactly(tmp_path, monkeypatch):
         got = run.ops
     for name in OP_DTYPE.names:
         assert got[name].tobytes() == want[name].tobytes(), name  # bit for bit, NaNs included
+    with open_run(path) as run:
+        b = run.batches()
+        assert np.any(b["same"] & 1) and np.any(b["same"] & (1 << 4)) and np.any(b["raw"])  # every code path ran
     assert store_mod.DICT_LIMIT == 40
 
 
