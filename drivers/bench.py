@@ -412,8 +412,8 @@ class BenchArray(CrossbarArray):
         self._smu_gate = getattr(smu, "gate", None) is not None
         # A write-only pulse sweep may still run on the SMU: the router must not change under it.
         self._smu_busy = False
-        # Per-cell path with an SMU that pulses and verifies in one message (B1500 with a gate
-        # SMU): pulses wait here and are fired with the next read of their cell (one route and
+        # Per-cell path with an SMU that pulses and verifies in one round trip (a gate SMU
+        # channel, no list path): pulses wait here and are fired with the next read of their cell (one route and
         # one round trip per cell and iteration), or flushed before anything else.
         self._defer = (not self._list_path) and self._smu_gate and hasattr(smu, "pulse_and_read")
         self._pending: dict[int, tuple[float, float, float]] = {}
@@ -490,6 +490,7 @@ class BenchArray(CrossbarArray):
             for flat, (vp, vg, w) in pending.items():
                 self._route_cell(*divmod(flat, self.shape[1]))
                 self.smu.pulse_one(vp, vg, w, self.pulse_compliance)
+                self._smu_busy = hasattr(self.smu, "wait_idle")  # a write-only pulse may still run
         except BaseException:
             self._after_failure()
             raise
