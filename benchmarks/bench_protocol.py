@@ -100,7 +100,8 @@ def main() -> None:
     print("  B2900 + board: a pulse+verify iteration costs <= 2 round trips (board LOAD when the cell list")
     print("  changes + one compound SMU fetch with the error count). The B1500 fires each cell's pulse and")
     print("  its verify read in one compound message ending in ERRX? (1 round trip) after the router's select")
-    print("  (1) = 2 per cell. The switch matrix costs 4 per cell with a B2900 (select + *OPC? sync + select + fetch).")
+    print("  (1) = 2 per cell; a B2900 behind the switch matrix does the same (write-only pulse ending in *WAI,")
+    print("  then the read and its fetch with the error count: 1 round trip, + the select).")
     print()
 
     shape = (128, 128)
@@ -118,18 +119,9 @@ def main() -> None:
     print("  round trips are scaled from the 8x8 protocol run per cell-iteration.")
     print()
 
-    shape = (128, 128)
-    tech = load_bench(EXAMPLE).technology
-    targets = targets_for(tech, shape)
-    sim = SimArray(shape, "hfo2", seed=0)
-    t0 = time.perf_counter()
-    sim.form()
-    rep = program_verify(sim, targets)
-    wall = time.perf_counter() - t0
-    print("Bench time the timing model estimates: 128x128 HfO2 array, 8 levels, IGVVA, +-5 %")
-    print(f"  SimArray:                   bench time {rep.bench_time:9.1f} s = {rep.bench_time / 3600:.2f} h "
-          f"(forming excluded), yield {100 * rep.yield_:.2f} %, mean pulses {rep.mean_pulses:.1f}, "
-          f"{rep.iterations} iterations, wall {wall:.1f} s")
+    rep = estimates["b2900"]["report"]
+    print(f"  SimArray (B2900 widths): bench time {rep.bench_time:9.1f} s (forming excluded), mean pulses "
+          f"{rep.mean_pulses:.1f}, {rep.iterations} iterations, wall {estimates['b2900']['wall']:.1f} s")
     if not args.quick:
         r = protocol_run("b2900", "array_board", shape)
         print(f"  BenchArray B2900 + board:   bench time {r['bench_time']:9.1f} s (same model through the protocol), "
