@@ -33,6 +33,7 @@ from drivers.sim_array import SimArray
 from hil.datasets import load_dataset, permuted, validation_split
 from hil.experiments.config import ConfigError, RunConfig, parse_config
 from hil.experiments.device import (
+    SESSION_KINDS,
     DeviceWeights,
     ProgrammingPolicy,
     check_arrays,
@@ -75,6 +76,8 @@ class RunResult:
         final_val: validation accuracy per task after the last epoch.
         programming: counters (programmings, cells programmed, pulses, failures).
         events_per_device: programming events per cell, concatenated over layers (device runs).
+        reprogrammed_per_device: program-and-verify sessions per cell after the initial programming.
+        sessions_per_device: the same split by kind (``level``, ``retry``, ``refresh``).
         memory: memory accounting, bits.
         wall_time: s; bench_time: estimated bench time of the device operations, s.
     """
@@ -86,6 +89,7 @@ class RunResult:
     programming: dict[str, int] = field(default_factory=dict)
     events_per_device: np.ndarray | None = None
     reprogrammed_per_device: np.ndarray | None = None
+    sessions_per_device: dict[str, np.ndarray] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)
     wall_time: float = 0.0
     bench_time: float = 0.0
@@ -313,11 +317,16 @@ class MetaplasticExperiment(Experiment):
             metric("programming.pulses", d.pulses)
             metric("programming.failures", d.failures)
             metric("programming.refreshed", refreshed)
+            for kind in SESSION_KINDS:
+                metric(f"programming.sessions.{kind}", sum(int(c.sum()) for c in d.sessions[kind]))
+                metric(f"programming.pulses.{kind}", d.pulses_by_kind[kind])
             metric("bench_time", sum(a.bench_time for a in d.arrays))
             if last_of_task:
                 for l, ev in enumerate(d.programming_events()):
                     ctx.snapshot(f"programming_events.layer{l}", ev.astype(np.float64), d.arrays[l].bench_time)
                     ctx.snapshot(f"reprogrammed.layer{l}", d.reprogrammed[l].astype(np.float64), d.arrays[l].bench_time)
+                    for kind in SESSION_KINDS:
+                        ctx.snapshot(f"sessions.{kind}.layer{l}", d.sessions[kind][l].astype(np.float64), d.arrays[l].bench_time)
         if self.epoch == len(self.plan()):
             for key, value in memory_bits(self.sizes, len(self.levels)).items():
                 metric(f"memory.{key}", float(value))
@@ -375,6 +384,9 @@ class MetaplasticExperiment(Experiment):
                              "pulses": d.pulses, "failures": d.failures}
             r.events_per_device = np.concatenate([e.ravel() for e in d.programming_events()])
             r.reprogrammed_per_device = np.concatenate([e.ravel() for e in d.reprogrammed])
+            r.sessions_per_device = {k: np.concatenate([c.ravel() for c in d.sessions[k]]) for k in SESSION_KINDS}
+            r.programming.update({f"sessions_{k}": int(r.sessions_per_device[k].sum()) for k in SESSION_KINDS})
+            r.programming.update({f"pulses_{k}": d.pulses_by_kind[k] for k in SESSION_KINDS})
             r.bench_time = sum(a.bench_time for a in d.arrays)
         return r
 
