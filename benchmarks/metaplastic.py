@@ -1,6 +1,6 @@
 """Benchmark: metaplastic QNN on a simulated HfO2 array, under the selection protocol.
 
-    OMP_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir ../shared/datasets \\
+    OMP_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir DATA_DIR \\
         --grid learning.m_star=2,3,4,5,6 --grid learning.lr=0.005,0.01
 
 Protocol (every number it prints follows it):
@@ -63,7 +63,7 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
         "experiment": "metaplastic", "name": "bench", "seed": 0, "out": "x.h5", "overwrite": True,
         "checkpoint_every_epoch": True,
         "tasks": tasks,
-        "dataset": {"source": args.source, "data_dir": str(args.data_dir)},
+        "dataset": {"source": args.source, "data_dir": str(args.data_dir) if args.data_dir else ""},
         "network": {"hidden": [args.hidden], "init_scale": 0.1, "batchnorm": "per-task"},
         "learning": {"rule": "metaplastic", "m_star": args.m_star, "unit": "interval", "lr": args.lr,
                      "lr_bn": args.lr, "batch_size": args.batch_size},
@@ -105,7 +105,7 @@ def job_bnn(args_dict: dict[str, Any]) -> dict[str, Any]:
 
     args = argparse.Namespace(**args_dict)
     t0 = time.perf_counter()
-    data = [load_dataset(n, args.data_dir, args.source) for n in ("mnist", "fashion-mnist")]
+    data = [load_dataset(n, args.data_dir or None, args.source) for n in ("mnist", "fashion-mnist")]
     rng = np.random.default_rng(args.seed)
     bnn = BNNLearner(n_tasks=2, rng=rng, m=1.3, lr=0.005)
     own: dict[str, float] = {}
@@ -160,7 +160,7 @@ def task_end_accuracy(history: list[dict[str, Any]], task_names: list[str]) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets")
+    ap.add_argument("--data-dir", type=Path, default=None, help="directory with mnist/ and fashion-mnist/ (default: $HIL_DATA_DIR)")
     ap.add_argument("--source", default="full", choices=["full", "bundled", "auto"])
     ap.add_argument("--out-dir", type=Path, default=Path("bench_metaplastic"))
     ap.add_argument("--sequence", default="mnist-fmnist", choices=["mnist-fmnist", "pmnist"])
