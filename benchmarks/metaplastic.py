@@ -179,6 +179,9 @@ def main() -> None:
     ap.add_argument("--selection-seeds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--curve-epochs", type=int, nargs="+", default=None,
+                    help="also run the frozen configuration for one seed with these epochs per task (e.g. 20 20) and "
+                         "print validation accuracy against epochs (the paper trains 50 per task)")
     ap.add_argument("--bnn-seeds", type=int, default=0,
                     help="also train the paper's BNN baseline 784-4096-4096-10 (software, per-task BN, same epochs) "
                          "over this many seeds (mnist-fmnist only; about 2 min per epoch per core)")
@@ -217,13 +220,20 @@ def main() -> None:
         t1 = time.perf_counter()
         bnn_jobs = [pool.submit(job_bnn, {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                                           "seed": s}) for s in seeds[:args.bnn_seeds]] if args.sequence == "mnist-fmnist" else []
+        curve_job = None
+        if args.curve_epochs:
+            if len(args.curve_epochs) != len(args.epochs):
+                raise SystemExit("--curve-epochs: one value per task, as --epochs")
+            curve_job = pool.submit(job, variant(base, "curve-s0", 0, args.out_dir, **best, **{
+                "tasks.epochs": list(args.curve_epochs), "tasks.test_at": "never"}))
         final = run_all(pool, frozen)
         bnn = [f.result() for f in bnn_jobs]
+        curve = curve_job.result() if curve_job is not None else None
         t_frozen = time.perf_counter() - t1
     wall = time.perf_counter() - t_all
     (args.out_dir / "summary.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "selection": sel, "scores": scores, "best": best,
-         "frozen": final, "bnn": bnn, "wall": wall}, indent=1, default=str))
+         "frozen": final, "bnn": bnn, "curve": curve, "wall": wall}, indent=1, default=str))
 
     # ---------------------------------------------------------------- report
     names = [h for h in ("mnist", "fashion-mnist")] if args.sequence == "mnist-fmnist" else \
@@ -266,6 +276,12 @@ def main() -> None:
     if args.sequence == "mnist-fmnist":
         print(f"   paper (hardware-in-the-loop, per-task BN, {PAPER['mnist']:.0f} / {PAPER['fashion-mnist']:.0f} %, "
               f"50 epochs per task); targets on the recalibrated device: MNIST >= 96 %, Fashion-MNIST >= 85 %")
+    if curve is not None:
+        print(f"\n   Validation accuracy (%) against epochs, frozen configuration, seed 0, metaplastic device run, "
+              f"per-task BN, {'+'.join(map(str, args.curve_epochs))} epochs (test set not touched):")
+        for h in curve["history"]:
+            print(f"     epoch {h['epoch']:3d} (task {h['task']})  " + "  ".join(
+                f"{k[4:]} {100 * v:5.2f}" for k, v in h.items() if k.startswith("val.")))
     print("\n3. Programming sessions per device after the initial programming (Fig. 5b), per-task BN, mean over seeds:")
     for kind in ("metaplastic device", "plain device"):
         runs = [r for r in final if r["name"].startswith(f"{kind.split()[0]}-dev-per-task-")]
