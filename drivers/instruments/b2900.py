@@ -313,14 +313,8 @@ class B2900(Instrument):
         """
         self._guarded(self._pulse_list_msg(peaks, width, compliance, gates, base))
 
-    def _pulse_list_msg(
-        self,
-        peaks: Sequence[float] | np.ndarray,
-        width: float,
-        compliance: float,
-        gates: Sequence[float] | np.ndarray | None = None,
-        base: float = 0.0,
-    ) -> str:
+    def _pulse_list_msg(self, peaks: object, width: object, compliance: object, gates: object, base: object) -> str:
+        """The message of :meth:`pulse_list`, every argument checked (nothing is sent)."""
         cmd = ":SOUR:LIST:VOLT"
         p = check_numbers(cmd, "peaks", peaks, "V")
         n = self._points(cmd, p.size)
@@ -347,7 +341,7 @@ class B2900(Instrument):
 
     def check_pulse(self, peak: float, gate: float | None, width: float, compliance: float) -> None:
         """Validate a :meth:`pulse_one` without sending anything (SafetyLimitError as it would)."""
-        self._pulse_list_msg([peak], width, compliance, None if gate is None else [gate])
+        self._pulse_list_msg([peak], width, compliance, None if gate is None else [gate], 0.0)
 
     def pulse_and_read(
         self, peak: float, gate: float | None, width: float, compliance: float,
