@@ -225,6 +225,11 @@ class ArrayBoard(Instrument):
         """Release every line and zero the DAC."""
         self.release()
 
+    def _outputs_off(self) -> bool:
+        """``STAT?``: every line released, the gate DAC at code 0 and no list armed."""
+        st = self.status()
+        return st["word_line"] is None and st["bit_line"] is None and st["source_line"] is None and st["dac_code"] == 0 and st["armed"] == 0
+
 
 def _cell_indices(values: Sequence[int] | np.ndarray) -> np.ndarray:
     """Row or column indices as int64; floats, bools and other types are refused."""
