@@ -231,3 +231,17 @@ def test_bad_channel_configuration():
         B2900(ExpectedTransport([]), LIMITS, bitline_channel=2, gate_channel=2)
     with pytest.raises(SafetyLimitError):
         B2900(ExpectedTransport([]), LIMITS, bitline_channel=True)
+
+
+def test_pulse_and_read_is_one_round_trip():
+    period = "6.500000e-04"
+    pulse = (f":SOUR1:FUNC:SHAP PULS;:SOUR1:VOLT {E};:SOUR1:PULS:DEL {E};:SOUR1:PULS:WIDT 5.000000e-05;"
+             ":SENS1:CURR:PROT 1.000000e-04;:SOUR1:VOLT:MODE LIST;:SOUR1:LIST:VOLT 2.000000e+00;"
+             ":SOUR2:FUNC:SHAP DC;:SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT 1.000000e+00;"
+             + trig(1, 1, period, "5.000000e-04", "5.000000e-04", True) + ";"
+             + trig(2, 1, period, "5.000000e-04", "5.000000e-04", False)
+             + ";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2);*WAI")
+    script = INIT + [(pulse, None), (_read_msg(1), None), (FETCH, block([2e-6]))]
+    with expected_protocol(B2900, script, LIMITS) as smu:
+        assert smu.pulse_and_read(2.0, 1.0, 50e-6, 1e-4, 0.1, 2.5, 1e-3, 1e-4) == 2e-6
+        assert smu.transport.traffic.queries == 2 + 1
