@@ -79,7 +79,7 @@ def test_pulse_list_sets_trigger_output_source_timer_delays_on_both_channels():
            ":SOUR2:FUNC:SHAP DC;:SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT 1.000000e+00,1.500000e+00;"
            + trig(1, 2, period, "5.000000e-04", "5.000000e-04", True) + ";"
            + trig(2, 2, period, "5.000000e-04", "5.000000e-04", False)
-           + ";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2)")
+           + ";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2);*WAI")
     with expected_protocol(B2900, INIT + [(msg, None)], LIMITS) as smu:
         smu.pulse_list([1.0, 2.0], 50e-6, 1e-4, gates=[1.0, 1.5])
         assert smu.transport.traffic.queries == 2  # write-only
@@ -94,7 +94,7 @@ def _read_msg(n, gate=True):
     msg += ";" + trig(1, n, period, E, "5.000000e-04", True)
     if gate:
         msg += ";" + trig(2, n, period, E, "5.000000e-04", False)
-    return msg + (";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2)" if gate else ";:OUTP1 ON;:INIT (@1)")
+    return msg + (";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2);*WAI" if gate else ";:OUTP1 ON;:INIT (@1);*WAI")
 
 
 def test_measure_list_is_one_round_trip_with_per_point_status():
