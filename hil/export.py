@@ -15,8 +15,10 @@ lazily, so the rest of the package works without it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +34,20 @@ def _need(module: str) -> Any:
         raise StoreError(f"exporting needs {module}: pip install 'memristor-hil[export]' ({exc})") from None
 
 
-def _reader(run: RunReader | str | os.PathLike) -> tuple[RunReader, bool]:
-    return (run, False) if isinstance(run, RunReader) else (open_run(run), True)
+@contextlib.contextmanager
+def _opened(run: RunReader | str | os.PathLike) -> Iterator[RunReader]:
+    """The reader given, or the run file opened for the call (and closed after it)."""
+    if isinstance(run, RunReader):
+        yield run
+        return
+    with open_run(run) as reader:
+        yield reader
 
 
 def ops_frame(run: RunReader | str | os.PathLike, array: str | int | None = None):
     """``/ops`` as a DataFrame: one row per operation record (``array`` restricts to one array)."""
     pd = _need("pandas")
-    reader, own = _reader(run)
-    try:
+    with _opened(run) as reader:
         cols = reader.ops_columns(array=array)
         df = pd.DataFrame(cols)
         names = {a["id"]: a["name"] for a in reader.arrays}
@@ -48,16 +55,12 @@ def ops_frame(run: RunReader | str | os.PathLike, array: str | int | None = None
         from drivers.oplog import OpKind
         df.insert(3, "kind_name", pd.Categorical.from_codes(df["kind"].astype("int64"), [k.name for k in OpKind]))
         return df
-    finally:
-        if own:
-            reader.close()
 
 
 def metrics_frame(run: RunReader | str | os.PathLike):
     """Every metric in long form: columns name, step, epoch, value."""
     pd = _need("pandas")
-    reader, own = _reader(run)
-    try:
+    with _opened(run) as reader:
         parts = []
         for name in reader.metric_names():
             m = reader.metric(name)
@@ -66,26 +69,18 @@ def metrics_frame(run: RunReader | str | os.PathLike):
             return pd.DataFrame({"name": pd.Series(dtype="string"), "step": pd.Series(dtype="int64"),
                                  "epoch": pd.Series(dtype="int64"), "value": pd.Series(dtype="float64")})
         return pd.concat(parts, ignore_index=True)
-    finally:
-        if own:
-            reader.close()
 
 
 def arrays_frame(run: RunReader | str | os.PathLike):
     pd = _need("pandas")
-    reader, own = _reader(run)
-    try:
+    with _opened(run) as reader:
         return pd.DataFrame(reader.arrays, columns=["id", "name", "rows", "cols", "technology", "instrument"])
-    finally:
-        if own:
-            reader.close()
 
 
 def to_xarray(run: RunReader | str | os.PathLike):
     """The run as one ``xarray.Dataset`` (ops on dimension ``op``; metric ``m`` on ``m.row``)."""
     xr = _need("xarray")
-    reader, own = _reader(run)
-    try:
+    with _opened(run) as reader:
         cols = reader.ops_columns()
         data = {f"ops.{k}": ("op", v) for k, v in cols.items()}
         for name in reader.metric_names():
@@ -95,9 +90,6 @@ def to_xarray(run: RunReader | str | os.PathLike):
         attrs = {k: (v if isinstance(v, (str, int, float)) else str(v)) for k, v in reader.attrs.items()}
         attrs["arrays"] = str(reader.arrays)
         return xr.Dataset(data, attrs=attrs)
-    finally:
-        if own:
-            reader.close()
 
 
 def export_run(path: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None,
@@ -133,5 +125,5 @@ def export_run(path: str | os.PathLike, fmt: str, out: str | os.PathLike | None 
         if fmt == "parquet":
             frame.to_parquet(target, index=False)
         else:
-            frame.to_csv(target, index=False)
+            frame.to_csv(target, index=False, float_format="%.17g")  # round-trips every float
     return targets

@@ -558,14 +558,15 @@ class RunStore:
                 slot_now, serial = (int(v) for v in grp["index"][()])
                 slot = 1 - slot_now if slot_now in (0, 1) else 0
                 key = f"slot{slot}"
-                if key in grp:
-                    del grp[key]
-                sg = grp.create_group(key)
-                for name, arr in arrays.items():
-                    _write_checkpoint_array(sg, _name(name), np.asarray(arr))
-                sg.create_dataset("meta", data=np.bytes_(meta_json))
-                sg.attrs["counts"] = _json({k: int(d.shape[0]) for k, d in _appendables(self._f).items()})
-                sg.attrs["serial"] = serial + 1
+                counts = {k: int(d.shape[0]) for k, d in _appendables(self._f).items()}
+                blob = _pack_checkpoint(arrays, meta_json, {"counts": counts, "serial": serial + 1})
+                if key not in grp:  # resized and overwritten in place: HDF5 (2.0) crashes deleting in SWMR mode
+                    grp.create_dataset(key, shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(1 << 16,))
+                ds = grp[key]
+                ds.resize((blob.size,))
+                ds[:] = blob
+                if "encoding" not in ds.attrs:  # attributes are never rewritten in SWMR mode (HDF5 crashes)
+                    ds.attrs["encoding"] = "hil-checkpoint-1 (hil/SCHEMA.md)"
                 self._f.flush()
                 grp["index"][...] = np.array([slot, serial + 1], dtype="<i8")
                 self._f.flush()
@@ -789,32 +790,48 @@ def _flat_cells(b: np.ndarray, read: Any) -> np.ndarray:
     return flat_stored[np.repeat(soff[src], n) + k]
 
 
-def _write_checkpoint_array(group: h5py.Group, name: str, a: np.ndarray) -> None:
-    """Store one checkpoint array: plain when small, else byte-shuffled and zlib-compressed.
+def _pack_checkpoint(arrays: dict[str, np.ndarray], meta_json: str, extra: dict[str, Any]) -> np.ndarray:
+    """One checkpoint as bytes: an 8-byte little-endian header length, a JSON header (meta and,
+    per array: name, dtype, shape, offset, length, encoding) and the arrays' payloads. Arrays of
+    1024 values or more are byte-shuffled (grouped by byte position, as HDF5's shuffle filter
+    does) and deflated (``shuffle+zlib``); smaller ones are stored raw."""
+    entries, payloads, offset = [], [], 0
+    for name, arr in arrays.items():
+        a = np.ascontiguousarray(np.asarray(arr))
+        if a.dtype.kind == "O":
+            raise ValueError(f"checkpoint array {name!r} has dtype object; only numeric / fixed-width arrays")
+        raw = a.reshape(-1).view(np.uint8)
+        if a.size >= 1024 and a.dtype.kind in "biufc":
+            data, enc = zlib.compress(raw.reshape(a.size, a.dtype.itemsize).T.tobytes(), 4), "shuffle+zlib"
+        else:
+            data, enc = raw.tobytes(), "raw"
+        entries.append({"name": _name(name), "dtype": a.dtype.str, "shape": list(a.shape), "offset": offset,
+                        "length": len(data), "encoding": enc})
+        payloads.append(data)
+        offset += len(data)
+    header = json.dumps({"meta": meta_json, "arrays": entries, **extra}).encode()
+    return np.frombuffer(len(header).to_bytes(8, "little") + header + b"".join(payloads), dtype=np.uint8)
 
-    HDF5 (2.0) cannot delete a *chunked* dataset while the file is in SWMR mode, and the
-    double-buffered slots are deleted and rewritten, so compressed arrays are kept as contiguous
-    byte datasets: attribute ``encoding = "shuffle+zlib"`` with ``dtype`` and ``shape``; the bytes
-    are the array's bytes grouped by byte position (as HDF5's shuffle filter does), deflated.
-    """
-    if a.size < 1024 or a.dtype.kind not in "biufc":
-        group.create_dataset(name, data=a)
-        return
-    a = np.ascontiguousarray(a)
-    planes = a.reshape(-1).view(np.uint8).reshape(a.size, a.dtype.itemsize).T.tobytes()
-    ds = group.create_dataset(name, data=np.frombuffer(zlib.compress(planes, 4), dtype=np.uint8))
-    ds.attrs["encoding"] = "shuffle+zlib"
-    ds.attrs["dtype"] = a.dtype.str
-    ds.attrs["shape"] = np.asarray(a.shape, dtype=np.int64)
+
+def _checkpoint_header(blob: bytes) -> dict[str, Any]:
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8 : 8 + n])
 
 
-def _read_checkpoint_array(ds: h5py.Dataset) -> np.ndarray:
-    if _s(ds.attrs.get("encoding", "")) == "shuffle+zlib":
-        dt = np.dtype(_s(ds.attrs["dtype"]))
-        shape = tuple(int(v) for v in ds.attrs["shape"])
-        planes = np.frombuffer(zlib.decompress(ds[()].tobytes()), dtype=np.uint8)
-        return planes.reshape(dt.itemsize, -1).T.copy().view(dt).reshape(shape)
-    return ds[()]
+def _unpack_checkpoint(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    body = memoryview(blob)[8 + n :]
+    arrays = {}
+    for e in header["arrays"]:
+        dt, shape = np.dtype(e["dtype"]), tuple(e["shape"])
+        data = bytes(body[e["offset"] : e["offset"] + e["length"]])
+        if e["encoding"] == "shuffle+zlib":
+            planes = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
+            arrays[e["name"]] = planes.reshape(dt.itemsize, -1).T.copy().view(dt).reshape(shape)
+        else:
+            arrays[e["name"]] = np.frombuffer(data, dtype=dt).reshape(shape).copy()
+    return arrays, json.loads(header["meta"])
 
 
 def compact(path: Path) -> int:
@@ -1273,7 +1290,7 @@ class RunReader:
         return self._f["resumes"][()]
 
     # ------------------------------------------------------------------ checkpoints
-    def _slot(self) -> h5py.Group | None:
+    def _slot(self) -> h5py.Dataset | h5py.Group | None:
         grp = self._f["checkpoints"]
         if "index" not in grp:
             return None
@@ -1286,8 +1303,10 @@ class RunReader:
         sg = self._slot()
         if sg is None:
             return None
-        arrays = {k: _read_checkpoint_array(sg[k]) for k in sg if k != "meta"}
-        return arrays, json.loads(sg["meta"][()].decode())
+        if isinstance(sg, h5py.Group):  # written before the packed slots
+            return {k: sg[k][()] for k in sg if k != "meta"}, json.loads(sg["meta"][()].decode())
+        sg.refresh()
+        return _unpack_checkpoint(sg[()].tobytes())
 
     @_reading
     def _checkpoint_counts(self) -> tuple[dict[str, int], int]:
@@ -1295,6 +1314,10 @@ class RunReader:
         sg = self._slot()
         if sg is None:
             return {}, -1
+        if isinstance(sg, h5py.Dataset):
+            sg.refresh()
+            head = _checkpoint_header(sg[()].tobytes())
+            return head["counts"], int(head["serial"])
         if "counts" not in sg.attrs:
             raise StoreError(f"{self.path}: its checkpoint records no dataset counts (schema "
                              f"{self.attrs.get('schema_version')}); it cannot be resumed exactly")
