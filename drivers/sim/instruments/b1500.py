@@ -70,6 +70,7 @@ class SimB1500(SimInstrument):
         self.bl = bitline_channel
         self.gate = gate_channel
         self.errors: deque[int] = deque()
+        self.spgu = None  # a SimSpgu (drivers.sim.instruments.spgu) answers the SPGU commands
         self.reset()
 
     def reset(self) -> None:
@@ -78,6 +79,8 @@ class SimB1500(SimInstrument):
         self.sweep: tuple[int, float, float, int, float] | None = None
         self.pulse_timing = (0.0, 1e-3, 1e-2)
         self.fmt = 1
+        if self.spgu is not None:
+            self.spgu.reset()
 
     def _handle_message(self, text: str) -> str | None:
         replies: list[str] = []
@@ -108,6 +111,8 @@ class SimB1500(SimInstrument):
         return slot
 
     def _command(self, name: str, a: list[str]) -> str | None:
+        if self.spgu is not None and self.spgu.handles(name, a):
+            return self.spgu.command(name, a)
         if name == "*IDN?":
             return self.idn
         if name == "*RST":
@@ -116,12 +121,15 @@ class SimB1500(SimInstrument):
         if name == "*OPC?":
             return "1"
         if name == "UNT?":
-            return ";".join(f"{MODULES[s]},0" if s in MODULES else "0,0" for s in range(1, 11))
+            modules = {**MODULES, **({self.spgu.slot: "B1525A"} if self.spgu is not None else {})}
+            return ";".join(f"{modules[s]},0" if s in modules else "0,0" for s in range(1, 11))
         if name == "ERRX?":
             code = self.errors.popleft() if self.errors else 0
             return f'{code},"{"No Error." if code == 0 else "Error"}"'
         if name in ("CN", "CL"):
             slots = [self._slot(x) for x in a] if a else list(self.ch)
+            if not a and name == "CL" and self.spgu is not None:
+                self.spgu.command("CL", [str(n) for n in self.spgu.ch])
             for s in slots:
                 self.ch[s].enabled = name == "CN"
                 if name == "CL":
