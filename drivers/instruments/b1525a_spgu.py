@@ -38,7 +38,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from drivers.errors import InstrumentError, ProtocolError
+from drivers.errors import InstrumentError, ProtocolError, SafetyLimitError
 from drivers.instruments.base import Instrument
 from drivers.instruments.pulse_common import in_range, integer, real
 from drivers.limits import SafetyLimits
@@ -181,7 +181,10 @@ class B1525A(Instrument):
         m = self.model
         self.limits.check_pulse(peak, width)
         self.limits.check_abs("SPV base", base, self.limits.max_v_read, "V")
-        width = _quantise(width, m.time_resolution)
+        on_grid = _quantise(width, m.time_resolution)
+        if abs(on_grid - width) > 1e-3 * m.time_resolution:
+            raise SafetyLimitError(f"SPT: width = {width:.6g} s is not a multiple of the {m.time_resolution:.3g} s resolution")
+        width = on_grid
         in_range("SPT", "width", width, m.min_width, m.max_period - m.min_width, "s")
         if self.edge + self.edge > width:
             raise SafetyLimitError(f"SPT: width = {width:.6g} s shorter than its two edges ({self.edge:.3g} s each)")

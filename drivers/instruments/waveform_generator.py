@@ -184,12 +184,17 @@ class WaveformGenerator(Instrument):
         return period, high, low, pol
 
     def _level_commands(self, high: float, low: float, pol: str) -> list[str]:
-        """``VOLT:HIGH``/``VOLT:LOW`` in the order that keeps HIGH > LOW at every step."""
+        """Commands from the held levels to (``high``, ``low``, ``pol``) that never move the
+        resting level (VOLT:LOW in normal, VOLT:HIGH in inverted polarity) on a connected cell:
+        within one polarity only the pulse level changes; a polarity change happens with the
+        output relay open (``OUTPn OFF`` ... ``OUTPn ON``). HIGH > LOW holds at every step."""
         n = self.channel
-        cur_high = self._levels[0]
-        cmds = [f"OUTP{n}:POL {pol}"] if pol != self._levels[2] else []
+        cur_high, cur_low, cur_pol = self._levels
         lo, hi = f"SOUR{n}:VOLT:LOW {f(low)}", f"SOUR{n}:VOLT:HIGH {f(high)}"
-        return cmds + ([lo, hi] if low < cur_high else [hi, lo])
+        if pol == cur_pol:
+            return [c for c, changed in ((hi, high != cur_high), (lo, low != cur_low)) if changed][:: 1 if low >= cur_high else -1]
+        ordered = [lo, hi] if low < cur_high else [hi, lo]
+        return [f"OUTP{n} OFF", f"OUTP{n}:POL {pol}", *ordered, f"OUTP{n} ON"]
 
     # ------------------------------------------------------------------ pulses
     def pulse(self, peak: float, width: float) -> None:

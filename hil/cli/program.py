@@ -112,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
             "tolerance": args.tolerance, "strategy": args.strategy, "max_pulses": args.max_pulses,
             "verify_band": args.verify_band, "levels": args.levels,
             "targets_file": str(args.targets) if args.targets else None, "form": not args.no_form,
-            "bench": str(args.bench) if args.bench else None,
+            "bench_file": str(args.bench) if args.bench else None,
+            "bench": bench.as_dict() if bench is not None else None,
             "table": args.table,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
