@@ -32,7 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from hil.experiments.config import RunConfig, parse_config  # noqa: E402
-from hil.experiments.metaplastic import run_experiment  # noqa: E402
+from hil.experiments import runner  # noqa: E402
+from hil.experiments.metaplastic import MetaplasticExperiment, RunResult  # noqa: E402
+
+
+def run_experiment(cfg: RunConfig, progress: bool = False) -> RunResult:
+    return runner.start(MetaplasticExperiment, cfg, progress=progress).experiment.result()
 
 
 def device_config(args: argparse.Namespace, rule: str, name: str, epochs: list[int]) -> RunConfig:
