@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from drivers.errors import InstrumentError, ProtocolError, SafetyLimitError
 from drivers.instruments.base import Instrument
-from drivers.instruments.pulse_common import in_range, integer, real
+from drivers.instruments.pulse_common import drain_error_queue, in_range, integer, real
 from drivers.limits import SafetyLimits
 from drivers.transport import Transport, format_number
 
@@ -158,15 +158,7 @@ class B1525A(Instrument):
     # ------------------------------------------------------------------ errors
     def check_errors(self) -> None:
         """Read ``ERRX?`` until it reports 0; outputs off and InstrumentError if it held any."""
-        errors = []
-        for _ in range(32):
-            code, message = parse_errx(self.transport.query("ERRX?"))
-            if code == 0:
-                break
-            errors.append(f"{code} {message}")
-        if errors:
-            self.switch_off_after_failure()
-            raise InstrumentError("B1500 error buffer (SPGU): " + "; ".join(errors))
+        drain_error_queue(lambda: self.transport.query("ERRX?"), parse_errx, self.switch_off_after_failure, "B1500 error buffer (SPGU)")
 
     # ------------------------------------------------------------------ checks
     def pulse_setup(self, peak: float, width: float, base: float = 0.0) -> tuple[float, float, float, float]:

@@ -10,9 +10,10 @@ the transport before all checks have passed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from numbers import Integral, Real
 
-from drivers.errors import SafetyLimitError
+from drivers.errors import InstrumentError, SafetyLimitError
 
 
 def real(name: str, value: object) -> float:
@@ -41,3 +42,17 @@ def in_range(command: str, name: str, value: float, low: float, high: float, uni
         raise SafetyLimitError(
             f"{command}: {name} = {value:.6g} {unit} outside the instrument's allowed range [{low:.6g}, {high:.6g}] {unit}"
         )
+
+
+def drain_error_queue(ask: Callable[[], str], parse: Callable[[str], tuple[int, str]], on_error: Callable[[], None], label: str) -> None:
+    """Read an error queue with ``ask()`` until it reports code 0 (at most 32 entries); if it
+    held any, call ``on_error()`` (outputs off) and raise InstrumentError listing them."""
+    errors = []
+    for _ in range(32):
+        code, message = parse(ask())
+        if code == 0:
+            break
+        errors.append(f"{code} {message}")
+    if errors:
+        on_error()
+        raise InstrumentError(f"{label}: " + "; ".join(errors))

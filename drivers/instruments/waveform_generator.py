@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from drivers.errors import InstrumentError, ProtocolError, SafetyLimitError
 from drivers.instruments.base import Instrument
-from drivers.instruments.pulse_common import in_range, integer, real
+from drivers.instruments.pulse_common import drain_error_queue, in_range, integer, real
 from drivers.limits import SafetyLimits
 from drivers.transport import Transport, format_number
 
@@ -153,15 +153,7 @@ class WaveformGenerator(Instrument):
     # ------------------------------------------------------------------ errors
     def check_errors(self) -> None:
         """Read ``SYST:ERR?`` until it reports 0; outputs off and InstrumentError if it held any."""
-        errors = []
-        for _ in range(32):
-            code, message = parse_error(self.transport.query("SYST:ERR?"))
-            if code == 0:
-                break
-            errors.append(f"{code} {message}")
-        if errors:
-            self.switch_off_after_failure()
-            raise InstrumentError("33500B error queue: " + "; ".join(errors))
+        drain_error_queue(lambda: self.transport.query("SYST:ERR?"), parse_error, self.switch_off_after_failure, "33500B error queue")
 
     # ------------------------------------------------------------------ checks
     def pulse_setup(self, peak: float, width: float) -> tuple[float, float, float, str]:

@@ -24,19 +24,18 @@ from drivers.sim.instruments.waveform_generator import SimWaveformGenerator
 
 def smu_line_state(smu: SimInstrument) -> Callable[[], tuple[float, float | None]]:
     """A function returning (bit-line V, gate V or None) as the simulated SMU holds them now."""
-    if isinstance(smu, SimB1500):
-        def b1500_state() -> tuple[float, float | None]:
-            bl = smu.ch[smu.bl]
-            gate = smu.ch[smu.gate] if smu.gate is not None else None
-            return (bl.voltage if bl.enabled else 0.0), (None if gate is None else gate.voltage if gate.enabled else 0.0)
-        return b1500_state
-    if isinstance(smu, SimB2900):
-        def b2900_state() -> tuple[float, float | None]:
-            bl = smu.ch[smu.bitline_channel]
-            gate = smu.ch[smu.gate_channel] if smu.gate_channel is not None else None
-            return (bl.level if bl.output else 0.0), (None if gate is None else gate.level if gate.output else 0.0)
-        return b2900_state
-    raise TypeError(f"no line state for {type(smu).__name__}")
+    if isinstance(smu, SimB1500):  # FlexChannel: .enabled, .voltage
+        bl, gate, on, level = smu.bl, smu.gate, "enabled", "voltage"
+    elif isinstance(smu, SimB2900):  # SmuChannel: .output, .level
+        bl, gate, on, level = smu.bitline_channel, smu.gate_channel, "output", "level"
+    else:
+        raise TypeError(f"no line state for {type(smu).__name__}")
+
+    def held(channel: int) -> float:
+        c = smu.ch[channel]
+        return getattr(c, level) if getattr(c, on) else 0.0
+
+    return lambda: (held(bl), None if gate is None else held(gate))
 
 
 def attach_sim_pulser(config: BenchConfig, smu: SimInstrument, bench: SimBench, faults: Faults) -> SimInstrument | None:

@@ -111,3 +111,37 @@ def test_hil_read_bench_sim_over_loopback(tmp_path):
 def test_read_bench_refuses_options_of_the_simulated_path(tmp_path):
     assert main(["read", "--bench", str(EXAMPLES / "bench-sim.toml"), "--form", "--out", str(tmp_path / "x.h5")]) == 2
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_hil_sim_server_serves_the_generator_bench(tmp_path):
+    """The ``hil sim-server`` command serves the SMU, the matrix and the 33522B on loopback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from drivers.transport import VisaTransport
+
+    root = Path(__file__).resolve().parents[2]
+    state = tmp_path / "state.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hil", "sim-server", "--bench", str(EXAMPLES / "bench-b2900-33500b-matrix.toml"),
+         "--smu-port", "0", "--router-port", "0", "--pulser-port", "0", "--state-file", str(state), "--duration", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        resources = json.loads(state.read_text())
+        t = VisaTransport(resources["pulser"], backend="@py", timeout=2.0)
+        assert t.query("*IDN?").split(",")[1] == "33522B"
+        t.close()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode == 0 and "pulser (33500b): TCPIP::127.0.0.1::" in out

@@ -133,3 +133,52 @@ def test_generator_fires_only_when_armed_and_inverted_polarity_pulses_to_low():
     sims.bench.pulse_points = lambda v, gates, width, comp: seen.append((float(v[0]), width))  # type: ignore[method-assign]
     assert scpi(g, "*TRG;*OPC?") == "1"
     assert seen == [(2.0, 1e-7)]  # bit line 0 V minus a -2 V source-line pulse
+
+
+@pytest.mark.parametrize("example", ["bench-b1500-spgu-matrix.toml", "bench-b2900-33500b-matrix.toml"])
+def test_bench_close_leaves_the_pulse_source_and_the_smu_off(example):
+    from drivers.bench import BenchArray
+
+    cfg = load_bench(EXAMPLES / example, {"bench": {"shape": [2, 2]}})
+    sims = build_sim_bench(cfg)
+    with BenchArray.from_config(cfg, sims.transports()) as bench:
+        bench.form()
+        bench.reset_pulse(None)
+    if sims.pulser is None:
+        assert not any(c.connected for c in sims.smu.spgu.ch.values()) and not sims.smu.spgu.active
+        assert not any(c.enabled for c in sims.smu.ch.values())
+    else:
+        assert not sims.pulser.ch[1].output
+        assert not sims.smu.ch[1].output and not sims.smu.ch[2].output
+
+
+def test_a_pulse_source_failure_mid_batch_switches_everything_off():
+    from drivers.bench import BenchArray
+
+    cfg = load_bench(EXAMPLES / "bench-b2900-33500b-matrix.toml", {"bench": {"shape": [2, 2]}})
+    sims = build_sim_bench(cfg)
+    bench = BenchArray.from_config(cfg, sims.transports())
+    bench.form()
+    assert sims.pulser.ch[1].output and sims.smu.ch[2].output
+    sims.pulser.faults.p_timeout = 1.0  # the generator stops answering
+    with pytest.raises(Exception, match="no complete reply"):
+        bench.set_pulse(None, v_gate=1.0)
+    assert not sims.pulser.ch[1].output  # OUTP1 OFF is a write: it still arrives
+    assert not sims.smu.ch[1].output and not sims.smu.ch[2].output
+    sims.pulser.faults.p_timeout = 0.0
+    bench.close()
+
+
+def test_an_instrument_error_in_the_batch_error_check_stops_the_run_with_outputs_off():
+    from drivers.bench import BenchArray
+    from drivers.errors import InstrumentError
+
+    cfg = load_bench(EXAMPLES / "bench-b1500-spgu-matrix.toml", {"bench": {"shape": [2, 2]}})
+    sims = build_sim_bench(cfg)
+    bench = BenchArray.from_config(cfg, sims.transports())
+    bench.form()
+    sims.smu.errors.append(150)  # an error the pulse itself did not report
+    with pytest.raises(InstrumentError, match="150"):
+        bench.set_pulse(None, v_gate=1.0)
+    assert not any(c.connected for c in sims.smu.spgu.ch.values())
+    bench.close()

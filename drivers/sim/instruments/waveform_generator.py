@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drivers.sim.instruments.base import Faults, SimCommandError
+from drivers.sim.instruments.b2900 import _on_off
 from drivers.sim.instruments.bench_state import SimBench
 from drivers.sim.instruments.scpi import ScpiInstrument, parse_number
 
@@ -63,15 +64,6 @@ class GeneratorChannel:
 
     def scale(self) -> float:
         return 2.0 if self.load == float("inf") else 1.0
-
-
-def _on_off(text: str) -> bool:
-    t = text.strip().upper()
-    if t in ("ON", "1"):
-        return True
-    if t in ("OFF", "0"):
-        return False
-    raise SimCommandError(-224, '"Illegal parameter value"')
 
 
 def _choice(text: str, choices: dict[str, str]) -> str:
