@@ -509,7 +509,7 @@ class BenchArray(CrossbarArray):
 
     def _pulse_with_pulser(self, rows: np.ndarray, cols: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
         """Per cell: route, hold the bit line at 0 V and the gate at ``v_gate`` on the SMU
-        (writes), fire the pulse source; its error queue is read once at the end of the batch."""
+        (writes), fire the pulse source; the error queues are read once at the end of the batch."""
         smu = self.smu
         for k in range(rows.size):
             self._route_cell(int(rows[k]), int(cols[k]))
@@ -521,6 +521,8 @@ class BenchArray(CrossbarArray):
                 smu.source_voltage(smu.gate, float(v_gate[k]))
             self.pulser.pulse(cell_to_pulse_amplitude(self.pulser_config, float(v_pulse[k])), width)
         self.pulser.check_errors()
+        if not hasattr(smu, "force_voltage"):  # the B2900's own queue (the B1500's is the SPGU's ERRX?)
+            smu.check_errors()
 
     def _after_failure(self) -> None:
         """Any failure mid-operation: SMU outputs off, the board's list cache void."""

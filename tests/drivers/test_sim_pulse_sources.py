@@ -182,3 +182,19 @@ def test_an_instrument_error_in_the_batch_error_check_stops_the_run_with_outputs
         bench.set_pulse(None, v_gate=1.0)
     assert not any(c.connected for c in sims.smu.spgu.ch.values())
     bench.close()
+
+
+def test_a_refused_smu_gate_setting_stops_the_generator_batch():
+    """The B2900's queue is read once per pulse batch: an error there stops the run, outputs off."""
+    from drivers.bench import BenchArray
+    from drivers.errors import InstrumentError
+
+    cfg = load_bench(EXAMPLES / "bench-b2900-33500b-matrix.toml", {"bench": {"shape": [2, 2]}})
+    sims = build_sim_bench(cfg)
+    bench = BenchArray.from_config(cfg, sims.transports())
+    bench.form()
+    sims.smu.push_error(-222, '"Data out of range"')
+    with pytest.raises(InstrumentError, match="-222"):
+        bench.set_pulse(None, v_gate=1.0)
+    assert not sims.pulser.ch[1].output and not sims.smu.ch[1].output
+    bench.close()
