@@ -100,7 +100,11 @@ def main() -> None:
               f"{r['trips'] / r['cell_iterations'] * 1000:.2f} per 1000 cell-iterations), wall {r['wall']:.1f} s")
 
 
-FAST_PULSE_BENCHES = ("bench-b1500-spgu-matrix.toml", "bench-b2900-33500b-matrix.toml")
+FAST_PULSE_BENCHES = (
+    ("bench-b1500-spgu-matrix.toml", None),
+    ("bench-b2900-33500b-matrix.toml", None),
+    ("bench-b2900-33500b-matrix.toml", {"router": {"model": "array_board", "resource": "sim"}}),  # board as router
+)
 
 
 def _replies(sims) -> int:
@@ -116,8 +120,9 @@ def fast_pulse_rows() -> None:
     print("Fast-pulse benches (100 ns SET/RESET pulses; 8x8 HfO2, 8 levels, IGVVA, +-5 %)")
     print(f"{'bench file':<34}{'iter.':>6}{'RT total':>10}{'RT/iter':>9}{'RT/cell-iter':>14}{'1 iter, 64 cells':>18}"
           f"{'128x128 bench time':>20}")
-    for name in FAST_PULSE_BENCHES:
-        cfg = load_bench(EXAMPLE.parent / name)
+    for name, over in FAST_PULSE_BENCHES:
+        cfg = load_bench(EXAMPLE.parent / name, over)
+        name = name if over is None else name.replace("matrix", "board")
         sims = build_sim_bench(cfg)
         with BenchArray.from_config(cfg, sims.transports()) as bench:
             bench.form()

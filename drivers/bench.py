@@ -415,8 +415,8 @@ class BenchArray(CrossbarArray):
         self._smu_gate = getattr(smu, "gate", None) is not None
         # A write-only pulse sweep may still run on the SMU: the router must not change under it.
         self._smu_busy = False
-        if pulser is not None and (pulser_config is None or self._board is not None or not self._smu_gate):
-            raise ValueError("a pulse source needs its PulserConfig, a switch matrix as router and an SMU gate channel")
+        if pulser is not None and pulser_config is None:
+            raise ValueError("a pulse source needs its PulserConfig (wiring)")
         self.pulser = pulser
         self.pulser_config = pulser_config
 
@@ -515,10 +515,14 @@ class BenchArray(CrossbarArray):
             self._route_cell(int(rows[k]), int(cols[k]))
             if hasattr(smu, "force_voltage"):  # B1500: DV bit line 0 V, DV gate
                 smu.force_voltage(smu.bl, 0.0, self.pulse_compliance)
-                smu.force_voltage(smu.gate, float(v_gate[k]), self.limits.max_compliance)
+                if self._smu_gate:
+                    smu.force_voltage(smu.gate, float(v_gate[k]), self.limits.max_compliance)
             else:  # B2900
                 smu.source_voltage(smu.bl, 0.0)
-                smu.source_voltage(smu.gate, float(v_gate[k]))
+                if self._smu_gate:
+                    smu.source_voltage(smu.gate, float(v_gate[k]))
+            if not self._smu_gate:  # the array board's gate DAC (the board confirms)
+                self._board.set_gate(float(v_gate[k]))
             self.pulser.pulse(cell_to_pulse_amplitude(self.pulser_config, float(v_pulse[k])), width)
         self.pulser.check_errors()
         if not hasattr(smu, "force_voltage"):  # the B2900's own queue (the B1500's is the SPGU's ERRX?)

@@ -18,7 +18,9 @@ read) and drives the gate; the pulse source fires SET and RESET pulses on the so
 the routed cell, so a cell voltage ``v`` (bit line minus source line) is a source-line pulse of
 ``-v``; between pulses it rests at 0 V and serves as the source-line ground of reads (through
 its output impedance, 50 ohm: below 1 % of any cell resistance above 5 kohm). The router is
-the switch matrix: its ``ground_port`` input is wired to the pulse source output.
+the switch matrix, its ``ground_port`` input wired to the pulse source output, or the array
+board, its source-line ground terminal wired to the pulse source output (the board's ``SEL``
+connects the cell's source line to it; the gate comes from the SMU or the board's DAC).
 """
 
 from __future__ import annotations
@@ -68,8 +70,6 @@ def parse_pulser(section: Any, smu_model: str, router_model: str, error: type[Va
     model = text(section, "model", "pulser", PULSER_MODELS)
     if model == "b1525a" and smu_model != "b1500":
         raise error(f"pulser.model = 'b1525a' (the B1500's SPGU) needs smu.model = 'b1500', not {smu_model!r}")
-    if router_model != "switch_matrix":
-        raise error(f"[pulser] needs router.model = 'switch_matrix' (its ground input carries the pulses), not {router_model!r}")
     if model == "33500b":
         resource = text(section, "resource", "pulser")
         channel = num(section, "channel", "pulser", 1, 2, 1, integer=True)

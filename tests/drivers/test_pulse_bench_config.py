@@ -56,7 +56,6 @@ def test_timing_model_of_the_pulse_source_unless_the_file_sets_it():
     (AWG, "pulser", {"line": "bit"}, "pulser.line = 'bit' is not allowed"),
     (AWG, "pulser", {"trigger": "IMM"}, "pulser.trigger"),
     (AWG, "pulser", {"colour": 1}, "unknown field"),
-    (AWG, "router", {"model": "array_board"}, "needs router.model = 'switch_matrix'"),
 ])
 def test_bad_pulser_fields_name_field_value_and_range(base, section, values, match):
     with pytest.raises(BenchConfigError, match=match):
