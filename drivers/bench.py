@@ -70,6 +70,9 @@ class InstrumentConfig:
         bitline_first, wordline_first, sourceline_first: switch-matrix output port of bit
             line 0, word line 0 and source line 0.
         card: switch-matrix card number (0 = auto configuration).
+        read_termination, write_termination: message terminations; ``""`` takes the
+            instrument's documented default (:data:`DEFAULT_TERMINATIONS`).
+        trigger_line: B2900 digital I/O line of the trigger output wired to the router.
     """
 
     model: str
@@ -88,6 +91,22 @@ class InstrumentConfig:
     wordline_first: int = 9
     sourceline_first: int = 17
     card: int = 0
+    read_termination: str = ""
+    write_termination: str = ""
+    trigger_line: str = "EXT1"
+
+    def terminations(self) -> tuple[str, str]:
+        """(read, write) terminations: the bench file's, else the model's documented default."""
+        read, write = DEFAULT_TERMINATIONS[self.model]
+        return self.read_termination or read, self.write_termination or write
+
+
+#: Documented default terminations (read, write) per model: the B2900 ends messages in LF
+#: (Programming Guide, "Message terminator"); FLEX output data of the B1500 end in CR/LF
+#: (Programming Guide, "Data Output Format"), its input accepts LF; the B2200A/E5250A use LF;
+#: the array board's protocol (firmware/array_board/PROTOCOL.md) ends lines in LF.
+DEFAULT_TERMINATIONS = {"b2900": ("\n", "\n"), "b1500": ("\r\n", "\n"), "switch_matrix": ("\n", "\n"), "array_board": ("\n", "\n")}
+_TERMINATIONS = ("", "\n", "\r\n", "\r")
 
 
 @dataclass(frozen=True)
@@ -200,6 +219,9 @@ def _instrument(section: Any, where: str, models: tuple[str, ...]) -> Instrument
         wordline_first=_num(section, "wordline_first", where, 1, 48, 9, integer=True),
         sourceline_first=_num(section, "sourceline_first", where, 1, 48, 17, integer=True),
         card=_num(section, "card", where, 0, 4, 0, integer=True),
+        read_termination=_str(section, "read_termination", where, _TERMINATIONS, ""),
+        write_termination=_str(section, "write_termination", where, _TERMINATIONS, ""),
+        trigger_line=_str(section, "trigger_line", where, tuple(f"EXT{k}" for k in range(1, 15)), "EXT1"),
     )
 
 
@@ -419,6 +441,12 @@ class BenchArray(CrossbarArray):
             raise ValueError("a pulse source needs its PulserConfig (wiring)")
         self.pulser = pulser
         self.pulser_config = pulser_config
+        # Per-cell path with an SMU that pulses and verifies in one message (B1500 with a gate
+        # SMU): pulses wait here and are fired with the next read of their cell (one route and
+        # one round trip per cell and iteration), or flushed before anything else. Not with a
+        # pulse source: it fires the pulses.
+        self._defer = (not self._list_path) and self._smu_gate and hasattr(smu, "pulse_and_read") and pulser is None
+        self._pending: dict[int, tuple[float, float, float]] = {}
 
     def _sync(self) -> None:
         """Wait for a pending SMU sweep (one round trip) before anything changes under it."""
@@ -427,7 +455,15 @@ class BenchArray(CrossbarArray):
             self._smu_busy = False
 
     def _route_list(self, rows: np.ndarray, cols: np.ndarray, gates: np.ndarray | None) -> None:
-        """Arm the board's cell list, first waiting for a pending sweep if the list changes."""
+        """Arm the board's cell list, first waiting for a pending sweep if the list changes.
+
+        The SMU sends the board one trigger edge at the start of each list point, and the board
+        applies entry ``k`` after ``k`` edges: so the list is loaded rotated by one (cell ``j``
+        at entry ``j + 1``, the last cell at entry 0). After a whole sweep the board is back at
+        entry 0, ready for the next sweep over the same cells.
+        """
+        rows, cols = np.roll(rows, 1), np.roll(cols, 1)
+        gates = None if gates is None else np.roll(gates, 1)
         if self._smu_busy and not self._board.is_loaded(rows, cols, gates):
             self.smu.wait_idle()
             self._smu_busy = False
@@ -486,8 +522,26 @@ class BenchArray(CrossbarArray):
     def _batches(self, n: int) -> list[slice]:
         return [slice(i, min(i + self.batch, n)) for i in range(0, n, self.batch)]
 
+    def _flush_pending(self) -> None:
+        """Fire the deferred pulses that no read has taken yet (route + pulse per cell)."""
+        pending, self._pending = self._pending, {}
+        try:
+            for flat, (vp, vg, w) in pending.items():
+                self._route_cell(*divmod(flat, self.shape[1]))
+                self.smu.pulse_one(vp, vg, w, self.pulse_compliance)
+        except BaseException:
+            self._after_failure()
+            raise
+
     def _pulse(self, idx: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
         rows, cols = self._rows_cols(idx)
+        if self._defer:
+            if any(int(i) in self._pending for i in idx):
+                self._flush_pending()  # two pulses on one cell keep their order
+            for k in range(idx.size):  # refuse now what the instrument would refuse later
+                self.smu.check_pulse(float(v_pulse[k]), float(v_gate[k]), width, self.pulse_compliance)
+            self._pending.update((int(i), (float(vp), float(vg), float(width))) for i, vp, vg in zip(idx, v_pulse, v_gate))
+            return
         try:
             if self.pulser is not None:
                 self._pulse_with_pulser(rows, cols, v_pulse, v_gate, width)
@@ -529,7 +583,9 @@ class BenchArray(CrossbarArray):
             smu.check_errors()
 
     def _after_failure(self) -> None:
-        """Any failure mid-operation: SMU outputs off, the board's list cache void."""
+        """Any failure mid-operation: SMU outputs off, the board's list cache void, deferred
+        pulses dropped (the run stops with the error)."""
+        self._pending.clear()
         if self._board is not None:
             self._board.forget_list()
         if self.pulser is not None:
@@ -561,9 +617,14 @@ class BenchArray(CrossbarArray):
                 if not self._smu_gate:
                     self._sync()
                     self._board.set_gate(self.v_gate_read)
+                gate = self.v_gate_read if self._smu_gate else None
                 for k in range(idx.size):
                     self._route_cell(int(rows[k]), int(cols[k]))
-                    current[k] = self.smu.read_one(v_read, self.v_gate_read if self._smu_gate else None, aperture, self.read_compliance)
+                    p = self._pending.pop(int(idx[k]), None)
+                    if p is None:
+                        current[k] = self.smu.read_one(v_read, gate, aperture, self.read_compliance)
+                    else:
+                        current[k] = self.smu.pulse_and_read(p[0], p[1], p[2], self.pulse_compliance, v_read, gate, aperture, self.read_compliance)
                     self._smu_busy = False
         except BaseException:
             self._after_failure()
@@ -572,6 +633,7 @@ class BenchArray(CrossbarArray):
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` pass: really (``wait="sleep"``, outputs as they are) or on the clock only."""
+        self._flush_pending()
         super().wait(seconds)
         if self.wait_mode == "sleep":
             self._sync()
@@ -581,6 +643,12 @@ class BenchArray(CrossbarArray):
 
     def _close(self) -> None:
         errors = []
+        if self._pending:
+            try:
+                self._flush_pending()
+            except Exception as exc:
+                errors.append(exc)
+                log.error("firing the deferred pulses before closing: %s", exc)
         for inst in ((self.pulser,) if self.pulser is not None else ()) + (self.smu, self.router):
             try:
                 inst.close()
@@ -599,10 +667,10 @@ class BenchArray(CrossbarArray):
 
 # ---------------------------------------------------------------------------------- factories
 def _open_transport(cfg: InstrumentConfig | PulserConfig) -> Transport:
+    read, write = cfg.terminations()
     if cfg.model == "array_board":
-        return SerialTransport(cfg.resource, baudrate=cfg.baudrate, timeout=cfg.timeout, retries=cfg.retries)
-    term = "\r\n" if cfg.model == "b1500" else "\n"  # FLEX data end in CR/LF
-    return VisaTransport(cfg.resource, backend=cfg.backend, timeout=cfg.timeout, retries=cfg.retries, read_termination=term)
+        return SerialTransport(cfg.resource, baudrate=cfg.baudrate, timeout=cfg.timeout, retries=cfg.retries, read_termination=read, write_termination=write)
+    return VisaTransport(cfg.resource, backend=cfg.backend, timeout=cfg.timeout, retries=cfg.retries, read_termination=read, write_termination=write)
 
 
 def _make_smu(config: BenchConfig, transport: Transport) -> Any:
@@ -611,7 +679,7 @@ def _make_smu(config: BenchConfig, transport: Transport) -> Any:
     if cfg.model == "b2900":
         from drivers.instruments.b2900 import B2900
 
-        return B2900(transport, config.limits, cfg.bitline_channel, gate)
+        return B2900(transport, config.limits, cfg.bitline_channel, gate, settle=config.timing.route_settle, trigger_line=cfg.trigger_line)
     from drivers.instruments.b1500 import B1500
 
     return B1500(transport, config.limits, cfg.bitline_channel, gate)

@@ -52,6 +52,11 @@ class PulserConfig:
     trigger: str = "BUS"
     pulse_overhead: float = 0.0
 
+    def terminations(self) -> tuple[str, str]:
+        """(read, write) terminations: LF both ways (33500B Operating and Service Guide, SCPI
+        reference: commands and responses end in a line feed). The SPGU uses the B1500's."""
+        return "\n", "\n"
+
     @property
     def shares_smu_transport(self) -> bool:
         """The SPGU is programmed through the B1500 mainframe (no transport of its own)."""

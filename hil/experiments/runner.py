@@ -44,7 +44,8 @@ The contract an experiment implements
 
 Run-level facts come from the configuration by convention: ``cfg.out`` (run file), ``cfg.seed``,
 ``cfg.overwrite``, ``cfg.name`` (progress-bar label) and ``cfg.to_dict()`` (stored JSON, with the
-``experiment`` key). Override :meth:`Experiment.out_path` etc. for another layout. ``state()``
+``experiment`` key; ``parse_config`` must accept it back, as ``resume`` rebuilds the
+configuration from it). Override :meth:`Experiment.out_path` etc. for another layout. ``state()``
 may use any array names (``"learner/w0"``); the runner stores them under safe names and
 restores the originals. ``meta`` must be JSON-ready. The experiment must not checkpoint, close
 arrays or open the store itself.
@@ -321,8 +322,9 @@ def _drive(exp: Experiment, store: RunStore, first: int, step: int, *, initial_c
     summary: dict[str, float] = {}
     if complete:
         summary = exp.summary()
-        for key, value in summary.items():
-            store.metric(f"final.{key}", step, n, float(value))
+        if first < n:  # a run resumed after its last stage has its final metrics already
+            for key, value in summary.items():
+                store.metric(f"final.{key}", step, n, float(value))
     return complete, i, summary
 
 

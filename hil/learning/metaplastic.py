@@ -28,7 +28,7 @@ so consolidation is measured by how many level intervals separate ``W_H`` from z
 interval counting as one unit whatever its width, and normalised so that the outermost level
 sits at ``u = 1`` (``m*`` then has the same meaning for any number of levels). This is
 ``unit="interval"``. For equally spaced levels symmetric about zero it reduces exactly to the
-interpretation used in ``FINDINGS.md`` (``unit="weight"``):
+weight-unit interpretation (``unit="weight"``, consolidation measured in weight units):
 ``f = 1 - tanh^2(m * |W_H| / Q_max)``; for unequally spaced levels the two differ: a narrow
 interval counts as much consolidation as a wide one.
 
@@ -54,7 +54,7 @@ def consolidation(w_h: np.ndarray, levels: np.ndarray, unit: str = "interval") -
         w_h: hidden weights, any shape.
         levels: weight levels Q, shape (L,), ascending; zero must lie inside [Q_0, Q_{L-1}].
         unit: ``"interval"`` (paper reconstruction, see module docstring) or ``"weight"``
-            (``|W_H| / max|Q|``, FINDINGS.md).
+            (``|W_H| / max|Q|``).
     """
     q = check_levels(levels)
     if not q[0] < 0 < q[-1]:

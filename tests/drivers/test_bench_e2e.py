@@ -45,9 +45,10 @@ def test_bench_over_pyvisa_py_matches_simarray():
             targets = _targets(bench.technology, bench.shape)
             bench.form()
             rb = program_verify(bench, targets, tolerance=0.05)
-            smu_trips, board_trips = bench.smu.transport.traffic.queries, bench.router.transport.traffic.queries
+        # close() read the output state back: one more round trip, counted on both sides
+        smu_trips, board_trips = bench.smu.transport.traffic.queries, bench.router.transport.traffic.queries
         assert server.sims.smu.counters.replies == smu_trips  # every round trip reached the simulator
-    sim = SimArray((8, 8), "hfo2", seed=0)
+    sim = SimArray((8, 8), "hfo2", seed=0, technology=bench_cfg.technology)  # same (>= 50 us) pulse widths
     sim.form()
     rs = program_verify(sim, targets, tolerance=0.05)
     np.testing.assert_array_equal(rb.pulses, rs.pulses)

@@ -177,7 +177,7 @@ def test_an_instrument_error_in_the_batch_error_check_stops_the_run_with_outputs
     sims = build_sim_bench(cfg)
     bench = BenchArray.from_config(cfg, sims.transports())
     bench.form()
-    sims.smu.errors.append(150)  # an error the pulse itself did not report
+    sims.smu.errors.append((150, '"Command not allowed in this state"'))  # an error the pulse itself did not report
     with pytest.raises(InstrumentError, match="150"):
         bench.set_pulse(None, v_gate=1.0)
     assert not any(c.connected for c in sims.smu.spgu.ch.values())

@@ -66,7 +66,9 @@ def test_cli_program_against_a_running_server(tmp_path):
     assert main(["program", "--sim", "hfo2", "--shape", "8x8", "--levels", "8", "--out", str(sim_out)]) == 0
     with h5py.File(out, "r") as fb, h5py.File(sim_out, "r") as fs:
         assert fb.attrs["backend"] == "bench"
-        np.testing.assert_allclose(fb["snapshots/final/g"][()], fs["snapshots/final/g"][()], rtol=1e-9)
+        # The bench pulses are 50 us wide (the B2900's minimum), `--sim` uses the preset's 1 us:
+        # the switching kinetics of one pulse differ slightly (< 1e-3 relative here).
+        np.testing.assert_allclose(fb["snapshots/final/g"][()], fs["snapshots/final/g"][()], rtol=1e-3)
         assert len(fb["ops"]) == len(fs["ops"])
 
 

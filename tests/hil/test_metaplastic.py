@@ -121,3 +121,14 @@ def test_memory_accounting():
     assert m["qnn_weights"] == 784 * 1024 + 1024 * 10
     assert m["bnn_weights"] == 784 * 4096 + 4096 * 4096 + 4096 * 10
     assert m["bnn_over_qnn_total"] == pytest.approx(33 * m["bnn_weights"] / (35 * m["qnn_weights"]))
+
+
+def test_memory_accounting_with_optimiser_state_and_devices():
+    from hil.experiments.metaplastic import memory_bits, memory_lines
+
+    m = memory_bits((784, 1024, 10), 8, devices_per_weight=2)
+    n_q, n_b = m["qnn_weights"], m["bnn_weights"]
+    assert m["qnn_devices"] == 2 * n_q
+    assert m["bnn_over_qnn_with_optimiser"] == pytest.approx((33 + 64) * n_b / ((35 + 64) * n_q))
+    text = "\n".join(memory_lines(m))
+    assert "15x" in text and "Adam" in text and f"{m['bnn_over_qnn_total']:.1f}x" in text

@@ -187,6 +187,8 @@ def test_cli_run_and_resume(tmp_path, capsys):
     assert not (tmp_path / "ignored.h5").exists()
     assert main(["run", "--resume", str(out), "--no-progress", "--no-figures"]) == 0  # nothing left to do
     assert "(complete, 4 stages)" in capsys.readouterr().out
+    with open_run(out) as r:
+        assert r.metric("final.mnist")["step"].size == 1  # not written again by the empty resume
 
 
 # ---------------------------------------------------------------------- the contract on a toy
