@@ -567,19 +567,22 @@ class BenchArray(CrossbarArray):
         smu = self.smu
         for k in range(rows.size):
             self._route_cell(int(rows[k]), int(cols[k]))
-            if hasattr(smu, "force_voltage"):  # B1500: DV bit line 0 V, DV gate
-                smu.force_voltage(smu.bl, 0.0, self.pulse_compliance)
-                if self._smu_gate:
-                    smu.force_voltage(smu.gate, float(v_gate[k]), self.limits.max_compliance)
-            else:  # B2900
-                smu.source_voltage(smu.bl, 0.0)
-                if self._smu_gate:
-                    smu.source_voltage(smu.gate, float(v_gate[k]))
+            amplitude = cell_to_pulse_amplitude(self.pulser_config, float(v_pulse[k]))
             if not self._smu_gate:  # the array board's gate DAC (the board confirms)
                 self._board.set_gate(float(v_gate[k]))
-            self.pulser.pulse(cell_to_pulse_amplitude(self.pulser_config, float(v_pulse[k])), width)
+            if hasattr(smu, "dv_command"):  # B1500: DV bit line 0 V and gate ride with the SPGU's SRP
+                holds = [smu.dv_command(smu.bl, 0.0, self.pulse_compliance)]
+                if self._smu_gate:
+                    holds.append(smu.dv_command(smu.gate, float(v_gate[k]), self.limits.max_compliance))
+                if self.pulser_config.shares_smu_transport:
+                    self.pulser.pulse(amplitude, width, before=";".join(holds))
+                    continue
+                smu._guarded(";".join(holds))
+            else:  # B2900: one write for both channels
+                smu.hold_voltages({smu.bl: 0.0, **({smu.gate: float(v_gate[k])} if self._smu_gate else {})})
+            self.pulser.pulse(amplitude, width)
         self.pulser.check_errors()
-        if not hasattr(smu, "force_voltage"):  # the B2900's own queue (the B1500's is the SPGU's ERRX?)
+        if not self.pulser_config.shares_smu_transport:  # the SMU's own queue (an SPGU's ERRX? is the B1500's)
             smu.check_errors()
 
     def _after_failure(self) -> None:

@@ -25,7 +25,8 @@ see ``drivers/instruments/MANUALS.md``):
 * ``SPP``                stop the output
 * ``ERRX?``              error buffer
 
-One pulse costs one round trip (``SRP;SPST?``: the reply says the pulse has ended), plus one
+One pulse costs one round trip (``SRP;SPST?``: the reply says the pulse has ended; the SMUs'
+``DV`` that hold bit line and gate may ride in the same message), plus one
 (``...;SPUPD ch;ERRX?``) when amplitude or width changed, so that a refused setup never fires.
 The error buffer is otherwise read once per batch (:meth:`B1525A.check_errors`). Not verified
 against a real SPGU.
@@ -188,24 +189,33 @@ class B1525A(Instrument):
         return period, width, peak, base
 
     # ------------------------------------------------------------------ pulses
-    def pulse(self, peak: float, width: float, base: float = 0.0) -> None:
+    def pulse(self, peak: float, width: float, base: float = 0.0, before: str = "") -> None:
         """Fire one pulse ``base`` -> ``peak`` (V) of ``width`` (s) and wait for its end.
+
+        Args:
+            before: already validated mainframe commands to run first in the same message
+                (e.g. the SMUs' ``DV`` from :meth:`~drivers.instruments.b1500.B1500.dv_command`),
+                so that holding the lines and firing cost one round trip.
 
         Not retried (it programs). A failure switches the output off before re-raising.
         """
         period, width, peak, base = self.pulse_setup(peak, width, base)
+        if not isinstance(before, str) or "?" in before:
+            raise ValueError(f"before must be mainframe commands without queries, got {before!r}")
         ch = self.channel
+        lead = f"{before};" if before else ""
         try:
             if self._setup != (period, width, peak):
                 self._setup = None
                 code, message = parse_errx(self.transport.query(
-                    f"SPPER {f(period)};SPT {ch},1,{f(0.0)},{f(width)},{f(self.edge)},{f(self.edge)};"
+                    f"{lead}SPPER {f(period)};SPT {ch},1,{f(0.0)},{f(width)},{f(self.edge)},{f(self.edge)};"
                     f"SPV {ch},1,{f(base)},{f(peak)};SPUPD {ch};ERRX?"
                 ))
+                lead = ""
                 if code != 0:
                     raise InstrumentError(f"B1500 refused the SPGU setup (width {width:.3g} s, peak {peak:.3g} V): {code} {message}")
                 self._setup = (period, width, peak)
-            self._wait_end(self.transport.query("SRP;SPST?"))
+            self._wait_end(self.transport.query(f"{lead}SRP;SPST?"))
         except BaseException:
             self.switch_off_after_failure()
             raise

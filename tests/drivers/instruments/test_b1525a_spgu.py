@@ -199,3 +199,23 @@ def test_fuzz_pulse_traffic_stays_within_the_model_and_the_bench(calls):
                 assert abs(values[3]) <= LIMITS.max_v_pulse and abs(values[2]) <= LIMITS.max_v_read
             elif head == "SPPER":
                 assert m.min_period <= values[0] <= m.max_period
+
+
+def test_smu_holds_ride_in_the_pulse_message():
+    """``before=``: the SMUs' DV and the SPGU's start in one message (one round trip); with a
+    setup change they ride in the checked setup message instead."""
+    script = [
+        ("DV 1,0,0;" + SETUP_100NS, OK),
+        ("SRP;SPST?", "0"),
+        ("DV 1,0,0;DV 2,0,1.2;SRP;SPST?", "0"),
+    ]
+    with spgu(script) as s:
+        s.pulse(-2.0, 100e-9, before="DV 1,0,0")
+        s.pulse(-2.0, 100e-9, before="DV 1,0,0;DV 2,0,1.2")
+
+
+@pytest.mark.parametrize("before", ["ERRX?", 5, None])
+def test_before_refuses_queries_and_non_strings_before_any_byte(before):
+    with spgu() as s:
+        with pytest.raises(ValueError):
+            s.pulse(-2.0, 100e-9, before=before)
