@@ -140,10 +140,11 @@ def fast_pulse_rows() -> None:
         big = program_verify(sim, targets_for(cfg.technology, shape))
         print(f"{name:<34}{rep.iterations:>6}{trips:>10}{trips / rep.iterations:>9.2f}{trips / rep.cell_iterations:>14.2f}"
               f"{steady:>18}{big.bench_time / 3600:>17.2f} h")
-    print("  Per cell: route before the pulse (1), the pulse (1: SRP;SPST? or *TRG;*OPC?, +1 when width or")
-    print("  amplitude changes), route before the read (1) and the SMU read (B1500: TI + ERRX? = 2; B2900: the")
-    print("  fetch = 1); the pulse source's error queue once per batch. Bench time: route_settle +")
-    print("  the pulse source's pulse_overhead (drivers/timing.py, an estimate) + 100 ns per pulse.")
+    print("  Per cell with the matrix: route before the pulse (1), the pulse (1: the SMU holds ride in the")
+    print("  SPGU's SRP;SPST?, or *TRG;*OPC? after a write-only SMU hold; +1 when width or amplitude changes),")
+    print("  route before the read (1), the SMU read (1); the error queues once per batch. With the board the")
+    print("  reads are one list (LOAD + fetch) and a pulse costs SEL + the pulse = 2. Bench time: route_settle")
+    print("  + the pulse source's pulse_overhead (drivers/timing.py, an estimate) + 100 ns per pulse.")
     print()
 
 
