@@ -359,8 +359,15 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
 
 def _check_smu_pulse_widths(config: BenchConfig) -> None:
     """When the SMU fires the pulses, the operating widths must be ones its manual allows
-    (every B2900 model: >= 50 us; the B1500's SMU modules: >= their shortest ``PT`` width)."""
-    if config.smu.model == "b2900":
+    (every B2900 model: >= 50 us; the B1500's SMU modules: >= their shortest ``PT`` width);
+    with a pulse source, the ones its model table allows."""
+    if config.pulser is not None:
+        from drivers.instruments.b1525a_spgu import SPGU_MODELS
+        from drivers.instruments.waveform_generator import GENERATOR_MODELS
+
+        table = SPGU_MODELS if config.pulser.model == "b1525a" else GENERATOR_MODELS
+        low, what = min(m.min_width for m in table.values()), f"the {config.pulser.model} pulse source's shortest width"
+    elif config.smu.model == "b2900":
         from drivers.instruments.b2900 import MODELS
 
         low, what = min(m.min_pulse_width for m in MODELS.values()), "the B2900's shortest pulse"

@@ -86,3 +86,9 @@ def test_visa_transports_sharing_pyvisas_manager_close_it_with_the_last_one(mock
     rm.close.assert_not_called()
     b.close()
     rm.close.assert_called_once()
+
+
+def test_operating_widths_are_checked_against_the_pulse_source_model():
+    with pytest.raises(BenchConfigError, match=r"width_set = 1e-08 s is below the 33500b pulse source's shortest width \(1.6e-08 s\)"):
+        parse_bench(_with(AWG, "bench", operating={"width_set": 1e-8}))
+    assert parse_bench(_with(SPGU, "bench", operating={"width_set": 1e-8})).technology.width_set == 1e-8
