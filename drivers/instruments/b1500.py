@@ -249,6 +249,11 @@ class B1500(Instrument):
         v, i = self._dc("DV", slot, volts, compliance)
         return f"DV {slot},0,{f(v)},{f(i)}"
 
+    def dv_command(self, slot: int, volts: float, compliance: float) -> str:
+        """The validated ``DV`` message for ``slot`` (nothing sent): for a pulse source on the
+        same mainframe to send with its own command (one round trip)."""
+        return self._dv(self._slot("DV", slot), volts, compliance)
+
     def _gate_dv(self, gate: object) -> str:
         if self.gate is None:
             raise ValueError("no gate SMU is wired on this bench")

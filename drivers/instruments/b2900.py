@@ -253,6 +253,16 @@ class B2900(Instrument):
             raise SafetyLimitError(f":SOUR:VOLT: one voltage expected, got {volts!r}")
         self._checked(f":SOUR{c}:FUNC:SHAP DC;:SOUR{c}:VOLT:MODE FIX;:SOUR{c}:VOLT {f(v)};:OUTP{c} ON")
 
+    def hold_voltages(self, levels: dict[int, float]) -> None:
+        """Hold DC voltages (V) on several channels in one write, outputs on (no round trip:
+        the caller reads the error queue once per batch, see :meth:`check_errors`)."""
+        parts = []
+        for channel, volts in levels.items():
+            c = self._check_channel(":SOUR:VOLT", channel)
+            v = float(self._level(":SOUR:VOLT", c, [volts])[0])
+            parts.append(f":SOUR{c}:FUNC:SHAP DC;:SOUR{c}:VOLT:MODE FIX;:SOUR{c}:VOLT {f(v)};:OUTP{c} ON")
+        self._guarded(";".join(parts))
+
     def output(self, channel: int, on: bool) -> None:
         """Switch the output of ``channel`` on or off."""
         c = self._check_channel(":OUTP", channel)

@@ -126,7 +126,8 @@ def _run(args: argparse.Namespace) -> int:
             "tolerance": args.tolerance, "strategy": args.strategy, "max_pulses": args.max_pulses,
             "verify_band": args.verify_band, "levels": args.levels,
             "targets_file": str(args.targets) if args.targets else None, "form": not args.no_form,
-            "bench": str(args.bench) if args.bench else None,
+            "bench_file": str(args.bench) if args.bench else None,
+            "bench": bench.as_dict() if bench is not None else None,
             "table": args.table, "chunk_cells": args.chunk_cells,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
@@ -193,8 +194,8 @@ def _resume(args: argparse.Namespace) -> int:
     saved, meta = ckpt
     st = ProgramProgress.from_state({k[len("progress."):]: v for k, v in saved.items() if k.startswith("progress.")},
                                     meta["progress"])
-    if config.get("bench"):
-        array = BenchArray.from_config(load_bench(Path(config["bench"])))
+    if config.get("bench_file"):
+        array = BenchArray.from_config(load_bench(Path(config["bench_file"])))
         log.warning("%s: bench array: the devices keep the state they have now", path)
     else:
         array = SimArray(tuple(config["shape"]), config["technology"], seed=seed)

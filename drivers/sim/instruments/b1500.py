@@ -83,6 +83,7 @@ class SimB1500(SimInstrument):
         self.bl = bitline_channel
         self.gate = gate_channel
         self.errors: deque[tuple[int, str]] = deque()
+        self.spgu = None  # a SimSpgu (drivers.sim.instruments.spgu) answers the SPGU commands
         self.reset()
 
     def reset(self) -> None:
@@ -92,6 +93,8 @@ class SimB1500(SimInstrument):
         self.pulse_timing = (0.0, 1e-3, 1e-2)
         self.fmt = 1
         self.aperture = self.bench.timing.aperture if self.bench is not None else 1e-3
+        if self.spgu is not None:
+            self.spgu.reset()
 
     def _handle_message(self, text: str) -> str | None:
         replies: list[str] = []
@@ -132,6 +135,8 @@ class SimB1500(SimInstrument):
         return v, i
 
     def _command(self, name: str, a: list[str]) -> str | None:
+        if self.spgu is not None and self.spgu.handles(name, a):
+            return self.spgu.command(name, a)
         if name == "*IDN?":
             return self.idn
         if name == "*RST":
@@ -145,12 +150,15 @@ class SimB1500(SimInstrument):
             on = [str(s) for s, c in self.ch.items() if c.enabled]
             return f"CN{','.join(on)}" if on else "CL"
         if name == "UNT?":
-            return ";".join(f"{MODULES[s]},0" if s in MODULES else "0,0" for s in range(1, 11))
+            modules = {**MODULES, **({self.spgu.slot: "B1525A"} if self.spgu is not None else {})}
+            return ";".join(f"{modules[s]},0" if s in modules else "0,0" for s in range(1, 11))
         if name == "ERRX?":
             code, msg = self.errors.popleft() if self.errors else (0, '"No Error."')
             return f"{code},{msg}"
         if name in ("CN", "CL"):
             slots = [self._slot(x) for x in a] if a else list(self.ch)
+            if not a and name == "CL" and self.spgu is not None:
+                self.spgu.command("CL", [str(n) for n in self.spgu.ch])
             for s in slots:
                 self.ch[s].enabled = name == "CN"
                 if name == "CL":
