@@ -286,7 +286,12 @@ def validate_trial(kind: str, config: dict[str, Any], base_dir: Path) -> None:
     else:
         from hil.cli.program import check_args
 
-        check_args(parse_program_args(config, base_dir))
+        try:
+            check_args(parse_program_args(config, base_dir))
+        except ConfigError:
+            raise
+        except ValueError as exc:  # the command's own range checks
+            raise ConfigError(str(exc)) from exc
 
 
 def _program_parser() -> argparse.ArgumentParser:
