@@ -12,11 +12,16 @@ Two execution paths:
       the board and one list sweep on the SMU. One pulse+verify iteration over a batch costs
       2 round trips: the board's ``LOAD`` (skipped when the same list is still armed) and the
       SMU's compound fetch. The pulse sweep itself is write-only; its errors surface in the
-      error count of the next fetch. This assumes the board's trigger input is wired to the
-      SMU's trigger output (one edge per source point), which this project could not verify
-      on hardware.
+      error count of the next fetch. The SMU's trigger output (``:TRIG:TRAN:TOUT`` on
+      ``smu.trigger_line``) must be wired to the board's trigger input: one edge at the start
+      of each point, so the list is loaded rotated by one (see :meth:`BenchArray._route_list`).
+      The edge timing is taken from the manual's description and not verified on hardware.
     * **Per-cell path** (switch matrix, or a B1500): for every cell, route (one round trip:
-      the router confirms), then pulse or measure.
+      the router confirms), then pulse or measure. With a gate SMU channel, a pulse waits until
+      the next read of its cell and both go in one round trip (``smu.pulse_and_read``): 2 round
+      trips per cell and iteration; pulses no read takes are fired before anything else
+      (another pulse on the cell, :meth:`BenchArray.wait`, close). An error raised by a
+      deferred pulse surfaces from the read that fires it.
 
 Configuration is validated into typed objects before any instrument is touched; a bad field
 raises :class:`BenchConfigError` naming the field, the value and the allowed range.
@@ -325,7 +330,28 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         raise BenchConfigError("smu.gate_channel = 0 (no gate channel) needs router.model = 'array_board' (its gate DAC drives the gate)")
     if technology.v_read > limits.max_v_read:
         raise BenchConfigError(f"bench.operating.v_read = {technology.v_read} V exceeds limits.max_v_read = {limits.max_v_read} V")
+    _check_smu_pulse_widths(config)
     return config
+
+
+def _check_smu_pulse_widths(config: BenchConfig) -> None:
+    """When the SMU fires the pulses, the operating widths must be ones its manual allows
+    (every B2900 model: >= 50 us; the B1500's SMU modules: >= their shortest ``PT`` width)."""
+    if config.smu.model == "b2900":
+        from drivers.instruments.b2900 import MODELS
+
+        low, what = min(m.min_pulse_width for m in MODELS.values()), "the B2900's shortest pulse"
+    else:
+        from drivers.instruments.b1500 import SMU_MODELS
+
+        low, what = min(m.min_pulse_width for m in SMU_MODELS.values()), "the B1500 SMUs' shortest PT width"
+    t = config.technology
+    for name in ("width_set", "width_reset", "width_form"):
+        if getattr(t, name) < low:
+            raise BenchConfigError(
+                f"bench.operating.{name} = {getattr(t, name):g} s is below {what} ({low:g} s); allowed range "
+                f"[{low:g}, {config.limits.max_width:g}] s"
+            )
 
 
 def load_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> BenchConfig:
@@ -412,8 +438,8 @@ class BenchArray(CrossbarArray):
         self._smu_gate = getattr(smu, "gate", None) is not None
         # A write-only pulse sweep may still run on the SMU: the router must not change under it.
         self._smu_busy = False
-        # Per-cell path with an SMU that pulses and verifies in one message (B1500 with a gate
-        # SMU): pulses wait here and are fired with the next read of their cell (one route and
+        # Per-cell path with an SMU that pulses and verifies in one round trip (a gate SMU
+        # channel, no list path): pulses wait here and are fired with the next read of their cell (one route and
         # one round trip per cell and iteration), or flushed before anything else.
         self._defer = (not self._list_path) and self._smu_gate and hasattr(smu, "pulse_and_read")
         self._pending: dict[int, tuple[float, float, float]] = {}
@@ -490,6 +516,7 @@ class BenchArray(CrossbarArray):
             for flat, (vp, vg, w) in pending.items():
                 self._route_cell(*divmod(flat, self.shape[1]))
                 self.smu.pulse_one(vp, vg, w, self.pulse_compliance)
+                self._smu_busy = hasattr(self.smu, "wait_idle")  # a write-only pulse may still run
         except BaseException:
             self._after_failure()
             raise

@@ -307,9 +307,14 @@ class B2900(Instrument):
             gates: gate voltage per point on the gate channel, V (``None``: gate not stepped).
             base: pulse base level, V.
 
-        Errors from the sweep surface in the error count of the next fetch or
+        The message ends in ``*WAI``: the instrument finishes the sweep before it takes the next
+        command. Errors from the sweep surface in the error count of the next fetch or
         :meth:`wait_idle`, which stop the run with the outputs off.
         """
+        self._guarded(self._pulse_list_msg(peaks, width, compliance, gates, base))
+
+    def _pulse_list_msg(self, peaks: object, width: object, compliance: object, gates: object, base: object) -> str:
+        """The message of :meth:`pulse_list`, every argument checked (nothing is sent)."""
         cmd = ":SOUR:LIST:VOLT"
         p = check_numbers(cmd, "peaks", peaks, "V")
         n = self._points(cmd, p.size)
@@ -332,7 +337,20 @@ class B2900(Instrument):
             chans.append(self.gate)  # type: ignore[arg-type]
         parts.append(self._trigger(chans, n, self.settle + w + POINT_TAIL, self.settle, self.settle))
         parts.append(self._run(chans))
-        self._guarded(";".join(parts))
+        return ";".join(parts)
+
+    def check_pulse(self, peak: float, gate: float | None, width: float, compliance: float) -> None:
+        """Validate a :meth:`pulse_one` without sending anything (SafetyLimitError as it would)."""
+        self._pulse_list_msg([peak], width, compliance, None if gate is None else [gate], 0.0)
+
+    def pulse_and_read(
+        self, peak: float, gate: float | None, width: float, compliance: float,
+        v_read: float, gate_read: float | None, aperture: float, read_compliance: float,
+    ) -> float:
+        """Pulse the routed cell, then read it: the write-only pulse message (ending in ``*WAI``)
+        and the read with its fetch, one round trip. Returns the read current, A."""
+        self.pulse_one(peak, gate, width, compliance)
+        return self.read_one(v_read, gate_read, aperture, read_compliance)
 
     def _gate_list(self, gates: Sequence[float] | np.ndarray, n: int) -> str:
         if self.gate is None:
@@ -345,7 +363,7 @@ class B2900(Instrument):
 
     def _run(self, chans: list[int]) -> str:
         outs = ";".join(f":OUTP{ch} ON" for ch in sorted(chans))
-        return f"{outs};:INIT (@{','.join(str(ch) for ch in sorted(chans))})"
+        return f"{outs};:INIT (@{','.join(str(ch) for ch in sorted(chans))});*WAI"
 
     def pulse_one(self, peak: float, gate: float | None, width: float, compliance: float) -> None:
         """One pulse on the routed cell, with the gate channel at ``gate`` (V) when given."""

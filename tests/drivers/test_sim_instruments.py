@@ -184,3 +184,21 @@ def test_sim_transport_counts_round_trips():
     t.write("*RST")
     assert t.query("*OPC?") == "1"
     assert (t.traffic.queries, smu.counters.replies, smu.counters.messages) == (1, 1, 2)
+
+
+def test_b2900_gate_list_steps_with_the_bit_line_only_when_both_share_the_trigger_setup():
+    """Programming Guide, synchronizing channels: same source, timer, count and delays, one :INIT."""
+    seen = {}
+    for name, gate_trig in (("same", ":TRIG2:SOUR TIM;:TRIG2:TIM 1e-3;:TRIG2:COUN 3"),
+                            ("other timer", ":TRIG2:SOUR TIM;:TRIG2:TIM 3e-3;:TRIG2:COUN 3"),
+                            ("default source", ":TRIG2:COUN 3")):
+        bench = make_bench()
+        smu = SimB2900(bench)
+        got = []
+        bench.measure_points = lambda v, g, a, c, edges=False: (got.append(g.copy()), (np.zeros(v.size), np.zeros(v.size, bool)))[1]
+        q(smu, ":SOUR1:VOLT:TRIG 0.1;:TRIG1:SOUR TIM;:TRIG1:TIM 1e-3;:TRIG1:COUN 3;"
+               f":SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT 1,2,3;{gate_trig};:INIT (@1,2)")
+        seen[name] = got[0].tolist()
+    assert seen["same"] == [1.0, 2.0, 3.0]
+    assert seen["other timer"] == [1.0, 1.0, 1.0]
+    assert seen["default source"] == [3.0, 3.0, 3.0]

@@ -101,9 +101,9 @@ class SimB1500(SimInstrument):
             try:
                 if m is None:
                     raise SimCommandError(E_UNDEFINED, '"Undefined GPIB command"')
-                if self.inject_command_error():
-                    raise SimCommandError(E_NOT_ALLOWED, '"Command parameter not allowed (injected)"')
                 name, rest = m.group(1), m.group(2)
+                if name != "ERRX?" and self.inject_command_error():  # the error report itself works
+                    raise SimCommandError(E_NOT_ALLOWED, '"Command parameter not allowed (injected)"')
                 args = [a.strip() for a in rest.split(",")] if rest else []
                 reply = self._command(name, args)
             except SimCommandError as exc:
