@@ -138,3 +138,22 @@ def test_the_real_slurm_cluster_accepts_the_example_settings():
     finally:
         cluster.close()
     assert "#SBATCH" in script and str(plan.dask.cluster["cores"]) in script
+
+
+def test_executor_dask_without_an_address_starts_a_loopback_local_cluster(tmp_path, capsys):
+    from hil.cli import main
+
+    path = write_program_sweep(tmp_path, seeds=(0,), tolerances=(0.1,))
+    executor = DaskExecutor(workers=1)
+    try:
+        assert executor.client.scheduler.address.startswith("tcp://127.0.0.1:")
+        link = executor.dashboard()
+        assert link is None or "127.0.0.1" in link
+        workers = executor.client.scheduler_info()["workers"]
+        assert len(workers) == 1 and all(w["nthreads"] == 1 for w in workers.values())
+    finally:
+        executor.close()
+    assert main(["sweep", str(path), "--executor", "dask", "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Dask dashboard:" in out and "1 trials run" in out
+    assert run_path(load_sweep(path).out_dir, "tolerance=0.1__seed=0").is_file()
