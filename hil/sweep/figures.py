@@ -72,6 +72,10 @@ def against(summary: SweepSummary, x: str, metrics: list[str], path: Path, title
             ax.errorbar(xs, scale * mean, yerr=scale * std, marker="o", capsize=3, lw=1.2, label=label)
     if not numeric:
         ax.set_xticks(range(len(categories)), categories, rotation=20)
+    else:
+        positive = [r.params[x] for g in groups.values() for r in g if r.params[x] > 0]
+        if positive and max(positive) > 20 * min(positive):  # e.g. m* = 0, 1, 3, ..., 100
+            ax.set_xscale("symlog", linthresh=min(positive))
     ax.set_xlabel(x)
     ax.set_ylabel(_ylabel(metrics))
     n = max((len(r.seeds) for r in summary.rows), default=0)

@@ -293,3 +293,14 @@ def test_report_of_a_sweep_folder_draws_the_mstar_curve_and_the_2d_map(tmp_path,
     assert main(["sweep", "--status", str(out)]) == 0
     assert "17 done, 1 failed, 0 missing of 18 trials" in capsys.readouterr().out
     assert main(["sweep", "--status", str(tmp_path)]) == 2  # not a sweep folder
+
+
+def test_the_example_sweeps_validate(tmp_path):
+    root = Path(__file__).resolve().parents[2] / "examples"
+    mstar = load_sweep(root / "sweep-mstar.toml", tmp_path / "m")
+    assert len(mstar.trials) == 18 and mstar.swept == ["learning.m_star", "seed"]
+    assert {t.config["device"]["backend"] for t in mstar.trials} == {"software"}
+    assert sorted({t.params["learning.m_star"] for t in mstar.trials}) == [0.0, 1.0, 3.0, 10.0, 30.0, 100.0]
+    slurm = load_sweep(root / "sweep-slurm.toml", tmp_path / "s")
+    assert slurm.executor == "dask" and slurm.dask.system == "slurm" and len(slurm.trials) == 60
+    assert not (tmp_path / "m").exists() and not (tmp_path / "s").exists()
