@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hil import figures
 from hil.store import open_run
 
 
@@ -23,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def program_report(reader, out_dir: Path, stem: str) -> list[Path]:
     """Figures of a ``hil program`` run: per-level CDFs and the pulses-per-cell histogram."""
+    from hil import figures  # matplotlib only when drawing
+
     cfg = reader.config
     targets, _ = reader.snapshot("targets")
     g_final, _ = reader.snapshot("final")
@@ -35,6 +36,8 @@ def program_report(reader, out_dir: Path, stem: str) -> list[Path]:
 
 
 def read_report(reader, out_dir: Path, stem: str) -> list[Path]:
+    from hil import figures
+
     g, t = reader.snapshot("read")
     return [figures.heat_map(out_dir / f"{stem}_map.png", g, f"read at t = {t:.0f} s")]
 
