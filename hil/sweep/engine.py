@@ -90,7 +90,8 @@ def job_for(plan: SweepPlan, trial: Trial) -> TrialJob:
 
 
 def pending_trials(plan: SweepPlan) -> list[Trial]:
-    """Trials without a complete run file (missing or failed), in sweep order."""
+    """Trials without a complete run file (missing or failed), in sweep order (call after
+    :func:`~hil.sweep.trial.clean_partials`: no trial of this folder runs elsewhere)."""
     return [t for t in plan.trials if trial_state(plan.out_dir, t.name) != "done"]
 
 

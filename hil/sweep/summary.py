@@ -101,7 +101,7 @@ def summarise(out_dir: str | Path) -> SweepSummary:
     out_dir = Path(out_dir)
     definition = read_definition(out_dir)
     rows: dict[str, ConfigRow] = {}
-    counts = {"done": 0, "failed": 0, "missing": 0}
+    counts = {"done": 0, "running": 0, "failed": 0, "missing": 0}
     errors: dict[str, str] = {}
     for t in definition["trials"]:
         params = {k: v for k, v in t["params"].items() if k != "seed"}
@@ -119,7 +119,7 @@ def summarise(out_dir: str | Path) -> SweepSummary:
             except (OSError, ValueError):
                 err = "(unreadable failure record)"
             errors[t["name"]] = err.strip().splitlines()[-1] if err.strip() else ""
-        else:
+        else:  # missing or running
             row.missing += 1
     return SweepSummary(out_dir, definition["swept"], list(rows.values()), counts, errors)
 
@@ -146,7 +146,7 @@ def format_table(summary: SweepSummary, metrics: list[str] | None = None) -> str
     text = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     c = summary.counts
-    text.append(f"{c['done']} done, {c['failed']} failed, {c['missing']} missing of "
+    text.append(f"{c['done']} done, {c['running']} running, {c['failed']} failed, {c['missing']} missing of "
                 f"{sum(c.values())} trials in {summary.out_dir}")
     for name, err in summary.errors.items():
         text.append(f"  failed {name}: {err}")

@@ -16,6 +16,7 @@ a local thread pool and on a Dask worker.
 from __future__ import annotations
 
 import ctypes
+import glob
 import json
 import os
 import signal
@@ -69,9 +70,12 @@ def failed_path(out_dir: str | Path, name: str) -> Path:
 
 
 def trial_state(out_dir: str | Path, name: str) -> str:
-    """``"done"``, ``"failed"`` or ``"missing"`` (from the folder alone)."""
+    """``"done"``, ``"running"`` (a temporary run file is being written), ``"failed"`` or
+    ``"missing"``, from the folder alone."""
     if run_path(out_dir, name).is_file():
         return "done"
+    if any(Path(out_dir).glob(f".{glob.escape(name)}.*.part.h5")):
+        return "running"
     if failed_path(out_dir, name).is_file():
         return "failed"
     return "missing"

@@ -186,7 +186,7 @@ def test_a_crashing_trial_fails_alone_and_a_rerun_retries_it(tmp_path, monkeypat
     assert "killed by signal SIGKILL" in record["error"]
     assert not list(plan.out_dir.glob(".*.part.h5"))  # no half-written run file left
     summary = summarise(plan.out_dir)
-    assert summary.counts == {"done": 2, "failed": 1, "missing": 0}
+    assert summary.counts == {"done": 2, "running": 0, "failed": 1, "missing": 0}
     assert "failed " + victim in format_table(summary)
 
     monkeypatch.setattr(engine, "job_for", real_job_for)
@@ -259,7 +259,7 @@ def _fake_sweep(tmp_path: Path) -> Path:
 def test_summary_gives_mean_and_std_over_seeds_per_configuration(tmp_path):
     out = _fake_sweep(tmp_path)
     s = summarise(out)
-    assert s.counts == {"done": 17, "failed": 1, "missing": 0}
+    assert s.counts == {"done": 17, "running": 0, "failed": 1, "missing": 0}
     assert len(s.rows) == 6
     row = next(r for r in s.rows if r.params == {"learning.m_star": 1.0, "device.technology": "hfo2"})
     accs = np.array([0.6, 0.61, 0.62])
@@ -291,7 +291,7 @@ def test_report_of_a_sweep_folder_draws_the_mstar_curve_and_the_2d_map(tmp_path,
     printed = capsys.readouterr().out
     assert "sweep_mstar.png" in printed and "± " in printed
     assert main(["sweep", "--status", str(out)]) == 0
-    assert "17 done, 1 failed, 0 missing of 18 trials" in capsys.readouterr().out
+    assert "17 done, 0 running, 1 failed, 0 missing of 18 trials" in capsys.readouterr().out
     assert main(["sweep", "--status", str(tmp_path)]) == 2  # not a sweep folder
 
 
@@ -304,3 +304,10 @@ def test_the_example_sweeps_validate(tmp_path):
     slurm = load_sweep(root / "sweep-slurm.toml", tmp_path / "s")
     assert slurm.executor == "dask" and slurm.dask.system == "slurm" and len(slurm.trials) == 60
     assert not (tmp_path / "m").exists() and not (tmp_path / "s").exists()
+
+
+def test_status_shows_a_trial_being_retried_as_running(tmp_path):
+    out = _fake_sweep(tmp_path)
+    retried = trial_name({"learning.m_star": 4.0, "device.technology": "siox", "seed": 2})
+    (out / f".{retried}.0123abcd.part.h5").write_bytes(b"")
+    assert summarise(out).counts == {"done": 17, "running": 1, "failed": 0, "missing": 0}
