@@ -1,7 +1,8 @@
 """Wall time of the same 8 sweep trials with 1 and 2 workers, local pool and Dask LocalCluster.
 
     PYTHONPATH=. python benchmarks/sweep.py                 # trials of ~30 s each on an idle core
-    PYTHONPATH=. python benchmarks/sweep.py --size short    # ~3 s trials (overhead dominated)
+    PYTHONPATH=. python benchmarks/sweep.py --size medium   # ~10 s trials
+    PYTHONPATH=. python benchmarks/sweep.py --size short    # ~1 s trials (overhead dominated)
 
 Each trial is a metaplastic run (software backend, bundled subsets) with its own seed. Printed per
 executor and worker count: the sweep's wall time, the speed-up over 1 worker, the mean run time
@@ -25,8 +26,9 @@ from hil.sweep.summary import run_metrics
 from hil.sweep.trial import run_path
 
 SIZES = {  # (epochs per task, training images per task, hidden width)
-    "short": ([1, 1], 500, 32),
-    "30s": ([3, 3], 0, 256),
+    "short": ([1, 1], 500, 32),     # ~1 s of run per trial: the overhead dominates
+    "medium": ([3, 3], 0, 256),     # ~10 s of run per trial on an idle core
+    "long": ([10, 10], 0, 256),     # ~30 s of run per trial on an idle core
 }
 
 EXPERIMENT = """experiment = "metaplastic"
@@ -76,7 +78,7 @@ def one(workdir: Path, executor_name: str, workers: int) -> tuple[float, list[fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=sorted(SIZES), default="30s")
+    ap.add_argument("--size", choices=sorted(SIZES), default="long")
     ap.add_argument("--executors", nargs="+", choices=["local", "dask"], default=["local", "dask"])
     ap.add_argument("--keep", action="store_true", help="keep the run files (printed path)")
     args = ap.parse_args()
