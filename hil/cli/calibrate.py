@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from calibration import figures
 from calibration.fit import fit
 from calibration.table import apply_levels, build_table
 from drivers.sim.presets import get_preset
@@ -159,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
             table = build_table(data, result, tech.level_targets(n_levels), margin=args.margin,
                                 source=f"fit of {data.source}; spread from the I_C sweep (no level run)")
     table.save(out)
+    from calibration import figures  # matplotlib: imported only when drawing (a fast `hil` start)
+
     written = [] if args.no_figures else figures.all_figures(stem, data, result, levels_data,
                                                                table if levels_data is not None else None)
     _print_summary(result, truth, table, out, written, data)

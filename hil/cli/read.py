@@ -11,7 +11,6 @@ from drivers.bench import BenchArray, load_bench
 from drivers.errors import HilError
 from drivers.sim_array import SimArray
 from hil.cli.common import add_backend_options, make_sim_array, parse_shape
-from hil.figures import heat_map
 from hil.store import RunStore, StoreError, check_not_reading, check_writable, open_run
 
 
@@ -119,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
             array.wait(args.after)
             g = array.read()
             store.snapshot("read", g, array.bench_time)
+    from hil.figures import heat_map  # matplotlib only when drawing
+
     heat_map(png, g, f"{array.technology.name} {array.shape[0]}x{array.shape[1]}, t = {array.bench_time:.0f} s")
     print(f"read {g.size} cells: median {1e6 * float(__import__('numpy').nanmedian(g)):.2f} µS -> {args.out}, {png}")
     return 0
