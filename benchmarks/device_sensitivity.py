@@ -11,16 +11,16 @@ Conditions (each on the harsh "hfo2" preset, scaled with :func:`drivers.sim.pres
   binds: stuck cells appear and the accuracy falls).
 
 For every condition, both rules (metaplastic and plain, same epochs) over ``--seeds`` seeds.
-**Validation only**: each task's training set is split (seeded) into a training part and a
-held-out validation part (``--val-fraction``, at most 5,000 images); the run is trained on the
-training part and evaluated on the validation part. The test sets are never loaded. Printed:
+**Validation only**: each task's training set is split (seeded, ``tasks.validation``) into a
+training part and a held-out validation part (``--val-fraction``); the runs evaluate the
+validation part only (``tasks.test_at = "never"``): the test sets are never evaluated. Printed:
 per condition, MNIST accuracy after the whole sequence (retention), the last task's accuracy,
 the metaplastic advantage (metaplastic minus plain MNIST retention), stuck-cell fraction,
 mean ± std over seeds, and the wall time.
 
 The physics factors map to the experiment configuration as ``device.read_noise_x``,
 ``device.relaxation_x`` and ``device.endurance_x`` once the runner exposes them; until then
-this script builds the arrays itself and passes them to the run (``run_experiment(arrays=)``).
+this script builds the arrays itself and passes them to the run (``runner.start(arrays=)``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ import numpy as np  # noqa: E402
 from drivers.sim.presets import get_preset, stressed  # noqa: E402
 from drivers.sim_array import SimArray  # noqa: E402
 from hil.experiments.config import parse_config  # noqa: E402
-from hil.experiments.metaplastic import Task, load_tasks, run_experiment  # noqa: E402
+from hil.experiments.metaplastic import MetaplasticExperiment  # noqa: E402
+from hil.experiments.runner import start  # noqa: E402
 from hil.mapping import make_mapping  # noqa: E402
 
 TECHNOLOGY = "hfo2"
@@ -60,37 +61,28 @@ def conditions(args: argparse.Namespace) -> list[tuple[str, dict]]:
     return out
 
 
-def validation_tasks(tasks: list[Task], seed: int, fraction: float) -> list[Task]:
-    """Each task's training set split into (train, validation); the test set is dropped."""
-    out = []
-    for k, t in enumerate(tasks):
-        n_val = min(int(round(fraction * len(t.x_train))), 5000)
-        perm = np.random.default_rng([seed, 13, k]).permutation(len(t.x_train))
-        val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        out.append(Task(t.name, t.x_train[train], t.y_train[train], t.x_train[val], t.y_train[val]))
-    return out
-
-
 def run_one(job: dict) -> dict:
     """One (condition, rule, seed) run; returns its validation accuracies and device counters."""
     t0 = time.perf_counter()
     cfg = parse_config(job["config"])
-    tasks = validation_tasks(load_tasks(cfg), cfg.seed, job["val_fraction"])
     preset = get_preset(TECHNOLOGY)
     physics = stressed(preset.physics, **job["stress"])
     mapping = make_mapping(cfg.device.mapping, np.asarray(preset.technology.levels))
     sizes = (784, *cfg.network.hidden, 10)
     shapes = [mapping.array_shape(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
-    arrays = [SimArray(shape, physics, seed=cfg.seed * 1000 + 1 + l, technology=preset.technology)
-              for l, shape in enumerate(shapes)]
-    stuck_before = [np.count_nonzero(a.model.stuck) for a in arrays]
+    arrays = {f"layer{l}": SimArray(shape, physics, seed=cfg.seed * 1000 + 1 + l, technology=preset.technology)
+              for l, shape in enumerate(shapes)}
+    stuck_before = sum(np.count_nonzero(a.model.stuck) for a in arrays.values())
     with tempfile.TemporaryDirectory() as tmp:
-        r = run_experiment(cfg, progress=False, tasks=tasks, out=Path(tmp) / "run.h5", arrays=arrays)
-    n_cells = sum(a.size for a in arrays)
-    stuck = sum(np.count_nonzero(a.model.stuck) for a in arrays) - sum(stuck_before)
+        outcome = start(MetaplasticExperiment, cfg, out=Path(tmp) / "run.h5", arrays=arrays, progress=False)
+    r = outcome.experiment.result()
+    n_cells = sum(a.size for a in arrays.values())
+    stuck = sum(np.count_nonzero(a.model.stuck) for a in arrays.values()) - stuck_before
     names = cfg.task_names
+    if r.final:
+        raise RuntimeError(f"the test set was evaluated ({sorted(r.final)}); this study must not touch it")
     return {"label": job["label"], "rule": cfg.learning.rule, "seed": cfg.seed,
-            "first": r.final[names[0]], "last": r.final[names[-1]],
+            "first": r.final_val[names[0]], "last": r.final_val[names[-1]],
             "worn_fraction": stuck / n_cells, "events_mean": float(r.events_per_device.mean()),
             "events_max": int(r.events_per_device.max()), "wall": time.perf_counter() - t0}
 
@@ -103,7 +95,8 @@ def make_jobs(args: argparse.Namespace) -> list[dict]:
                 config = {
                     "name": f"sens-{label}-{rule}-{seed}", "seed": seed, "out": "unused.h5", "overwrite": True,
                     "checkpoint_every_epoch": False,
-                    "tasks": {"sequence": "mnist-fmnist", "epochs": list(args.epochs), "train_limit": args.train_limit},
+                    "tasks": {"sequence": "mnist-fmnist", "epochs": list(args.epochs), "train_limit": args.train_limit,
+                              "validation": args.val_fraction, "test_at": "never"},
                     "dataset": {"source": args.source, "data_dir": str(args.data_dir or "")},
                     "network": {"hidden": [args.hidden], "init_scale": 0.1},
                     "learning": {"rule": rule, "m_star": args.m_star, "unit": "interval", "lr": args.lr,
@@ -112,7 +105,7 @@ def make_jobs(args: argparse.Namespace) -> list[dict]:
                                "tolerance": args.tolerance, "max_pulses": 20, "program_every": args.program_every,
                                "refresh_tolerance": 0.10, "log_ops": False},
                 }
-                jobs.append({"label": label, "stress": stress, "config": config, "val_fraction": args.val_fraction})
+                jobs.append({"label": label, "stress": stress, "config": config})
     return jobs
 
 
@@ -157,8 +150,6 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="write the per-run results as JSON")
     args = ap.parse_args()
-    if not 0 < args.val_fraction < 1:
-        raise SystemExit(f"--val-fraction {args.val_fraction} outside (0, 1)")
 
     jobs = make_jobs(args)
     labels = [label for label, _ in conditions(args)]
@@ -174,7 +165,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     print(f"device sensitivity, {TECHNOLOGY} preset; 784-{args.hidden}-10, epochs {args.epochs}, "
           f"train_limit {args.train_limit or 'all'}, validation {100 * args.val_fraction:.0f} % of each training set "
-          f"(test sets not loaded); m* = {args.m_star}, tolerance ±{100 * args.tolerance:.0f} %, "
+          f"(test sets never evaluated); m* = {args.m_star}, tolerance ±{100 * args.tolerance:.0f} %, "
           f"program_every {args.program_every}; seeds {args.seeds}")
     for line in summarise(results, labels):
         print(line)

@@ -1,29 +1,43 @@
-"""Benchmark: metaplastic QNN, MNIST then Fashion-MNIST, on a simulated 8-level HfO2 array.
+"""Benchmark: metaplastic QNN on a simulated HfO2 array, under the selection protocol.
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir ../shared/datasets
+    OMP_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir DATA_DIR \\
+        --grid learning.m_star=2,3,4,5,6 --grid learning.lr=0.005,0.01
 
-Three jobs on the full datasets, two at a time (the machine has 2 cores):
+Protocol (every number it prints follows it):
 
-* A — headline: metaplastic rule, hardware-in-the-loop on SimArray (HfO2 preset, variability on),
-  784-H-10 (H = --hidden), program-and-verify of the changed cells every --program-every steps.
-* B — the same with the plain (non-metaplastic) rule: the MNIST collapse.
-* C — m* sweep over --sweep (default 1..5): software QNN (ideal levels, no device model),
-  784-(--sweep-hidden)-10, --sweep-epochs; reduced size to fit the time budget (stated in the output).
+1. **Selection.** Every point of the grid (``--grid KEY=V1,V2``: any dotted key of the experiment
+   file, e.g. ``learning.m_star``, ``learning.lr``, ``device.program_every``,
+   ``device.refresh_tolerance``, ``network.hidden``) runs over ``--selection-seeds`` seeds
+   (>= 3) with the test set untouched (``tasks.test_at = "never"``). The score is the mean over
+   tasks of the validation accuracy after the whole sequence (validation = ``--validation``
+   images held out of every task's training set, seeded), averaged over the seeds. Selection
+   runs are the metaplastic device run with per-task BatchNorm (the headline configuration).
+2. **Frozen configuration.** The best point, unchanged, over ``--seeds`` further seeds (>= 5,
+   disjoint from the selection seeds), for both BatchNorm protocols (per task: the task identity
+   is given at test time, as Laborieux et al. 2021; shared: it is not) and three runs with
+   identical epochs: the metaplastic device run, the plain-rule device run, and the software QNN
+   (same network and rule, ideal quantised levels, no device). The test set is evaluated at the
+   end of every task (MNIST before and after Fashion-MNIST training).
+3. Mean ± standard deviation over the seeds, the wall time of every phase, programming sessions
+   per device by kind (Fig. 5b: level changes, retries, drift refreshes; plain vs metaplastic),
+   and the memory comparison beside the paper's 15x.
 
-Prints the accuracies of both tasks, the sweep, programming operations per device (paper Fig. 5b),
-memory vs the BNN baseline, and the wall time. Run files go to --out-dir (``hil report`` draws them).
+Runs go on a local process pool (``--jobs``, the machine has 2 cores); run files go to
+``--out-dir`` (``hil report`` draws them). ``--source bundled`` with a small ``--hidden`` and
+few ``--epochs`` checks the script in minutes; the numbers are then not the paper's setting.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import itertools
 import json
 import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -31,195 +45,256 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from hil.experiments.config import RunConfig, parse_config  # noqa: E402
-from hil.experiments.metaplastic import run_experiment  # noqa: E402
+from hil.experiments import registry, runner  # noqa: E402
+from hil.experiments.metaplastic import MetaplasticExperiment, memory_lines  # noqa: E402
+
+#: The paper's numbers (D'Agostino et al., 2023): hardware-in-the-loop, MNIST then Fashion-MNIST.
+PAPER = {"mnist": 97.0, "fashion-mnist": 86.0}
 
 
-def device_config(args: argparse.Namespace, rule: str, name: str, epochs: list[int]) -> RunConfig:
-    return parse_config({
-        "name": name, "seed": args.seed, "out": str(args.out_dir / f"{name}.h5"), "overwrite": True,
+def base_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The experiment file every run starts from (the grid and the job override keys of it)."""
+    tasks: dict[str, Any] = {"sequence": args.sequence, "epochs": list(args.epochs),
+                             "train_limit": args.train_limit, "test_limit": args.test_limit,
+                             "validation": args.validation}
+    if args.sequence == "pmnist":
+        tasks["n_tasks"] = len(args.epochs)
+    return {
+        "experiment": "metaplastic", "name": "bench", "seed": 0, "out": "x.h5", "overwrite": True,
         "checkpoint_every_epoch": True,
-        "tasks": {"sequence": "mnist-fmnist", "epochs": list(epochs)},
-        "dataset": {"source": "full", "data_dir": str(args.data_dir)},
-        "network": {"hidden": [args.hidden], "init_scale": 0.1},
-        "learning": {"rule": rule, "m_star": args.m_star, "unit": "interval", "lr": args.lr, "lr_bn": args.lr},
-        "device": {"backend": "sim", "technology": "hfo2", "mapping": "offset-reference", "tolerance": 0.05,
-                   "max_pulses": 20, "program_every": args.program_every, "refresh_tolerance": 0.10,
-                   "log_ops": False},
-    })
+        "tasks": tasks,
+        "dataset": {"source": args.source, "data_dir": str(args.data_dir) if args.data_dir else ""},
+        "network": {"hidden": [args.hidden], "init_scale": 0.1, "batchnorm": "per-task"},
+        "learning": {"rule": "metaplastic", "m_star": args.m_star, "unit": "interval", "lr": args.lr,
+                     "lr_bn": args.lr, "batch_size": args.batch_size},
+        "device": {"backend": "sim", "technology": args.technology, "mapping": "offset-reference", "tolerance": 0.05,
+                   "max_pulses": 20, "program_every": args.program_every, "refresh_tolerance": 0.10, "log_ops": False},
+    }
 
 
-def job_device(cfg: RunConfig) -> dict:
-    t = time.perf_counter()
-    r = run_experiment(cfg, progress=False)
-    ev = r.events_per_device
-    rp = r.reprogrammed_per_device
-    return {"name": cfg.name, "accuracy": r.accuracy, "final": r.final, "programming": r.programming,
-            "events_hist": np.bincount(ev).tolist(), "reprog_hist": np.bincount(rp).tolist(),
-            "events_mean": float(ev.mean()), "events_max": int(ev.max()), "reprog_mean": float(rp.mean()),
-            "reprog_max": int(rp.max()), "memory": r.memory, "bench_time": r.bench_time,
-            "wall": time.perf_counter() - t}
+def variant(base: dict[str, Any], name: str, seed: int, out_dir: Path, **dotted: Any) -> dict[str, Any]:
+    """A copy of ``base`` with ``dotted`` keys set (validated against the schema), named and seeded."""
+    data = json.loads(json.dumps(base))
+    for key, value in {"name": name, "seed": seed, "out": str(out_dir / f"{name}.h5"), **dotted}.items():
+        runner.set_dotted(data, key, value, MetaplasticExperiment)
+    registry.parse_experiment(data)  # every trial validated before any runs
+    return data
 
 
-#: Unequally spaced device levels (uS) for the meta-function comparison (geometric-like I_CC steps).
-UNEQUAL_LEVELS_US = [25.0, 32.0, 42.0, 56.0, 75.0, 100.0, 140.0, 200.0]
+def job(data: dict[str, Any]) -> dict[str, Any]:
+    """One run in a worker process: its summary, test history and programming counters."""
+    t0 = time.perf_counter()
+    cls, cfg = registry.parse_experiment(data)
+    out = runner.start(cls, cfg, progress=False)
+    r = out.experiment.result()
+    res: dict[str, Any] = {"name": cfg.name, "seed": cfg.seed, "summary": out.summary, "history": r.accuracy,
+                           "programming": r.programming, "memory": r.memory, "bench_time": r.bench_time,
+                           "wall": time.perf_counter() - t0}
+    if r.sessions_per_device:
+        res["sessions_mean"] = {k: float(v.mean()) for k, v in r.sessions_per_device.items()}
+        res["sessions_max"] = {k: int(v.max()) for k, v in r.sessions_per_device.items()}
+        res["events_mean"] = float(r.events_per_device.mean())
+    return res
 
 
-def software_config(args: argparse.Namespace, name: str, m: float, unit: str, levels_us: list[float]) -> RunConfig:
-    return parse_config({
-        "name": name, "seed": args.seed, "out": str(Path(args.out_dir) / f"{name}.h5"),
-        "overwrite": True, "checkpoint_every_epoch": False,
-        "tasks": {"sequence": "mnist-fmnist", "epochs": list(args.sweep_epochs)},
-        "dataset": {"source": "full", "data_dir": str(args.data_dir)},
-        "network": {"hidden": [args.sweep_hidden], "init_scale": 0.1},
-        "learning": {"rule": "metaplastic", "m_star": float(m), "unit": unit, "lr": args.lr, "lr_bn": args.lr},
-        "device": {"backend": "software", "levels_uS": levels_us},
-    })
-
-
-def job_sweep(args_dict: dict) -> dict:
-    args = argparse.Namespace(**args_dict)
-    out, compare = {}, {}
-    t = time.perf_counter()
-    for m in args.sweep:
-        out[f"{m:g}"] = run_experiment(software_config(args, f"sweep-m{m:g}", m, "interval", []), progress=False).final
-    if args.compare_units:
-        for unit in ("interval", "weight"):
-            cfg = software_config(args, f"unequal-{unit}", args.compare_m_star, unit, UNEQUAL_LEVELS_US)
-            compare[unit] = run_experiment(cfg, progress=False).final
-    return {"sweep": out, "compare": compare, "wall": time.perf_counter() - t}
-
-
-def job_bnn(args_dict: dict) -> dict:
-    """Software BNN baseline 784-4096-4096-10 (Laborieux et al. 2021), metaplastic m = 1.3, BN per task."""
-    from hil.datasets import load_dataset
+def job_bnn(args_dict: dict[str, Any]) -> dict[str, Any]:
+    """The paper's BNN baseline 784-4096-4096-10 (Laborieux et al. 2021: metaplastic m = 1.3,
+    per-task BN), software only, with the same epochs; test accuracy at the end of every task."""
+    from hil.datasets import load_dataset, validation_split
     from hil.learning.bnn import BNNLearner
 
     args = argparse.Namespace(**args_dict)
-    t = time.perf_counter()
-    data = [load_dataset(n, args.data_dir, "full") for n in ("mnist", "fashion-mnist")]
+    t0 = time.perf_counter()
+    data = [load_dataset(n, args.data_dir or None, args.source) for n in ("mnist", "fashion-mnist")]
     rng = np.random.default_rng(args.seed)
     bnn = BNNLearner(n_tasks=2, rng=rng, m=1.3, lr=0.005)
-    hist = []
-    for task, ds in enumerate(data):
+    own: dict[str, float] = {}
+    for task, (ds, epochs) in enumerate(zip(data, args.epochs)):
         bnn.start_task(task)
         x, y = ds.flat("train")
-        for _ in range(args.bnn_epochs):
+        v = args.validation
+        x, y, _, _ = validation_split(x, y, seed=[args.seed, 11, task], **({"n": v} if isinstance(v, int) else {"fraction": v}))
+        for _ in range(epochs):
             order = rng.permutation(len(x))
             for i in range(0, len(x), 100):
                 bnn.step(x[order[i:i + 100]], y[order[i:i + 100]], task)
-            hist.append({data[k].name: bnn.accuracy(*data[k].flat("test"), k) for k in range(task + 1)})
-    return {"accuracy": hist, "memory_bits": bnn.memory_bits(), "wall": time.perf_counter() - t}
+        own[ds.name] = bnn.accuracy(*ds.flat("test"), task)
+    end = {ds.name: bnn.accuracy(*ds.flat("test"), k) for k, ds in enumerate(data)}
+    return {"seed": args.seed, "own": own, "end": end, "wall": time.perf_counter() - t0}
 
 
-def fig5b_table(hist: list[int]) -> str:
-    h = np.asarray(hist, float)
-    n = h.sum()
-    edges = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10**9]
-    rows = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        frac = h[lo:hi].sum() / n
-        if frac > 0:
-            rows.append(f"    {lo:>5d}-{min(hi - 1, len(h) - 1):<6d} {100 * frac:6.2f} %")
-    return "\n".join(rows)
+def run_all(pool: ProcessPoolExecutor, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(pool.map(job, configs))
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, _, values = item.partition("=")
+        if not values:
+            raise SystemExit(f"--grid {item!r}: expected KEY=V1,V2,...")
+        parsed = []
+        for v in values.split(","):
+            try:
+                parsed.append(json.loads(v))
+            except json.JSONDecodeError:
+                parsed.append(v)
+        grid[key] = parsed
+    return grid
+
+
+def ms(values: list[float]) -> str:
+    a = 100 * np.asarray(values, float)
+    return f"{a.mean():6.2f} ± {a.std(ddof=1) if a.size > 1 else 0.0:4.2f}"
+
+
+def task_end_accuracy(history: list[dict[str, Any]], task_names: list[str]) -> dict[str, float]:
+    """Test accuracy of every task right after its own training (e.g. MNIST before Fashion-MNIST)."""
+    out = {}
+    for h in history:
+        name = task_names[h["task"]]
+        if name in h:
+            out[name] = h[name]
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets")
+    ap.add_argument("--data-dir", type=Path, default=None, help="directory with mnist/ and fashion-mnist/ (default: $HIL_DATA_DIR)")
+    ap.add_argument("--source", default="full", choices=["full", "bundled", "auto"])
     ap.add_argument("--out-dir", type=Path, default=Path("bench_metaplastic"))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hidden", type=int, default=2048)
-    ap.add_argument("--epochs", type=int, nargs=2, default=[5, 5])
-    ap.add_argument("--plain-epochs", type=int, nargs=2, default=[5, 2])
-    ap.add_argument("--m-star", type=float, default=5.0)
-    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--sequence", default="mnist-fmnist", choices=["mnist-fmnist", "pmnist"])
+    ap.add_argument("--epochs", type=int, nargs="+", default=[10, 10], help="epochs per task, the same for every run")
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--m-star", type=float, default=4.0, help="m* when not in the grid")
+    ap.add_argument("--lr", type=float, default=0.01, help="Adam learning rate when not in the grid")
+    ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--program-every", type=int, default=1)
-    ap.add_argument("--sweep", type=float, nargs="+", default=[1, 2, 3, 4, 5])
-    ap.add_argument("--sweep-hidden", type=int, default=1024)
-    ap.add_argument("--sweep-epochs", type=int, nargs=2, default=[3, 3])
-    ap.add_argument("--compare-units", type=int, default=1, help="1: compare the meta-function units on unequal levels")
-    ap.add_argument("--compare-m-star", type=float, default=4.0)
-    ap.add_argument("--bnn-epochs", type=int, default=0,
-                    help="also train the software BNN baseline 784-4096-4096-10 for this many epochs per task "
-                         "(off by default: ~2 min per epoch per core, outside the 30-min budget)")
+    ap.add_argument("--technology", default="hfo2")
+    ap.add_argument("--validation", type=float, default=5000, help="validation images per task (count, or a fraction < 1)")
+    ap.add_argument("--train-limit", type=int, default=0)
+    ap.add_argument("--test-limit", type=int, default=0)
+    ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                    help="selection grid over a dotted key of the experiment file (repeatable)")
+    ap.add_argument("--selection-seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--curve-epochs", type=int, nargs="+", default=None,
+                    help="also run the frozen configuration for one seed with these epochs per task (e.g. 20 20) and "
+                         "print validation accuracy against epochs (the paper trains 50 per task)")
+    ap.add_argument("--bnn-seeds", type=int, default=0,
+                    help="also train the paper's BNN baseline 784-4096-4096-10 (software, per-task BN, same epochs) "
+                         "over this many seeds (mnist-fmnist only; about 2 min per epoch per core)")
     args = ap.parse_args()
+    if args.validation >= 1:
+        args.validation = int(args.validation)
+    if args.sequence == "mnist-fmnist" and len(args.epochs) != 2:
+        raise SystemExit("--epochs: two values (MNIST, Fashion-MNIST) for --sequence mnist-fmnist")
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    base = base_config(args)
+    grid = parse_grid(args.grid)
+    points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
+    sel_seeds = list(range(100, 100 + args.selection_seeds))
+    seeds = list(range(args.seeds))
+    t_all = time.perf_counter()
+
+    # ---------------------------------------------------------------- 1. selection (validation only)
+    sel_configs = [variant(base, f"sel{p}-s{s}", s, args.out_dir, **point, **{"tasks.test_at": "never"})
+                   for p, point in enumerate(points) for s in sel_seeds]
+    # ---------------------------------------------------------------- 2. frozen configuration
+    kinds = {"metaplastic device": {}, "plain device": {"learning.rule": "plain"},
+             "software QNN": {"device.backend": "software"}}
     t0 = time.perf_counter()
-    cfg_a = device_config(args, "metaplastic", "meta", args.epochs)
-    cfg_b = device_config(args, "plain", "plain", args.plain_epochs)
-    sweep_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        fa = pool.submit(job_device, cfg_a)
-        fb = pool.submit(job_device, cfg_b)
-        fc = pool.submit(job_sweep, sweep_args)
-        fd = pool.submit(job_bnn, sweep_args) if args.bnn_epochs > 0 else None
-        a, b, c = fa.result(), fb.result(), fc.result()
-        d = fd.result() if fd is not None else None
-    wall = time.perf_counter() - t0
-    (args.out_dir / "summary.json").write_text(json.dumps({"meta": a, "plain": b, "sweep": c, "wall": wall}, indent=1))
+        sel = run_all(pool, sel_configs)
+        t_sel = time.perf_counter() - t0
+        scores = []
+        for p, point in enumerate(points):
+            runs = [r for r in sel if r["name"].startswith(f"sel{p}-")]
+            per_seed = [np.mean([v for k, v in r["summary"].items() if k.startswith("val.")]) for r in runs]
+            scores.append((float(np.mean(per_seed)), float(np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0), point))
+        best = max(scores, key=lambda s: s[0])[2]
+        frozen = [variant(base, f"{kind.split()[0]}-{kind.split()[1][:3]}-{bn}-s{s}", s, args.out_dir,
+                          **best, **over, **{"network.batchnorm": bn, "tasks.test_at": "task-end"})
+                  for kind, over in kinds.items() for bn in ("per-task", "shared") for s in seeds]
+        t1 = time.perf_counter()
+        bnn_jobs = [pool.submit(job_bnn, {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                                          "seed": s}) for s in seeds[:args.bnn_seeds]] if args.sequence == "mnist-fmnist" else []
+        curve_job = None
+        if args.curve_epochs:
+            if len(args.curve_epochs) != len(args.epochs):
+                raise SystemExit("--curve-epochs: one value per task, as --epochs")
+            curve_job = pool.submit(job, variant(base, "curve-s0", 0, args.out_dir, **best, **{
+                "tasks.epochs": list(args.curve_epochs), "tasks.test_at": "never"}))
+        final = run_all(pool, frozen)
+        bnn = [f.result() for f in bnn_jobs]
+        curve = curve_job.result() if curve_job is not None else None
+        t_frozen = time.perf_counter() - t1
+    wall = time.perf_counter() - t_all
+    (args.out_dir / "summary.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "selection": sel, "scores": scores, "best": best,
+         "frozen": final, "bnn": bnn, "curve": curve, "wall": wall}, indent=1, default=str))
 
-    print(f"\n== Metaplastic QNN 784-{args.hidden}-10, 8 HfO2 levels (offset reference), MNIST {args.epochs[0]} ep -> "
-          f"Fashion-MNIST {args.epochs[1]} ep (plain baseline {args.plain_epochs[0]} + {args.plain_epochs[1]}), "
-          f"batch 100, Adam lr {args.lr} reset per task, BatchNorm per task (Laborieux protocol) ==")
-    print(f"device: SimArray hfo2 (variability, read noise, relaxation, stuck cells on); program-and-verify IGVVA "
-          f"tol 5 %, <= 20 pulses, changed cells programmed every {args.program_every} steps; full re-read every epoch")
-    print("\nPaper Fig. 2: test accuracy after each epoch (%)")
-    for res in (a, b):
-        print(f"  {res['name']}:")
-        for h in res["accuracy"]:
-            accs = "  ".join(f"{k}={100 * v:5.2f}" for k, v in h.items() if k not in ("epoch", "task"))
-            print(f"    epoch {h['epoch']:2d} (task {h['task']})  {accs}")
-    fa_, fb_ = a["final"], b["final"]
-    print(f"\nAfter the sequence, metaplastic m*={args.m_star:g}: MNIST {100 * fa_['mnist']:.2f} %  "
-          f"Fashion-MNIST {100 * fa_['fashion-mnist']:.2f} %   (targets >= 96 / >= 85; paper 97 / 86)")
-    mn_before = max(h["mnist"] for h in b["accuracy"] if h["task"] == 0)
-    print(f"Non-metaplastic (plain): MNIST {100 * mn_before:.2f} % -> {100 * fb_['mnist']:.2f} % (collapse), "
-          f"Fashion-MNIST {100 * fb_['fashion-mnist']:.2f} %")
-    print(f"\nm* sweep (software QNN 784-{args.sweep_hidden}-10, ideal levels, {args.sweep_epochs[0]}+{args.sweep_epochs[1]} "
-          f"epochs; reduced size for the time budget):")
-    for m, f in c["sweep"].items():
-        print(f"  m* = {m:>4s}: MNIST {100 * f['mnist']:5.2f} %  Fashion-MNIST {100 * f['fashion-mnist']:5.2f} %")
-    print("  meta-function: paper's interval-based M (reconstructed, hil.learning.metaplastic, unit='interval'); with "
-          "the HfO2 levels (equally spaced, symmetric about G_ref) it coincides exactly with FINDINGS' "
-          "1 - tanh^2(m |W_H| / Q_max) (unit='weight').")
-    if c["compare"]:
-        print(f"  on unequally spaced levels {UNEQUAL_LEVELS_US} uS (same network/epochs, m* = {args.compare_m_star:g}):")
-        for unit, f in c["compare"].items():
-            label = "paper, interval units" if unit == "interval" else "FINDINGS, |W_H|/Q_max"
-            print(f"    {label:24s}: MNIST {100 * f['mnist']:5.2f} %  Fashion-MNIST {100 * f['fashion-mnist']:5.2f} %")
-    print("\nPaper Fig. 5b: devices vs programming operations (metaplastic run, all layers)")
-    print(f"  program-and-verify sessions per device after initial programming: mean {a['reprog_mean']:.2f}, max {a['reprog_max']}")
-    print(fig5b_table(a["reprog_hist"]))
-    print(f"  programming pulses per device (forming + SET + RESET, incl. initial programming): mean {a['events_mean']:.1f}, max {a['events_max']}")
-    print(fig5b_table(a["events_hist"]))
-    print(f"  counters: {a['programming']}; estimated bench time of the device operations {a['bench_time'] / 3600:.1f} h")
-    if d is not None:
-        print(f"\nSoftware BNN baseline 784-4096-4096-10 (Laborieux et al. 2021, m = 1.3, BN per task), "
-              f"{args.bnn_epochs} epochs per task, {d['wall'] / 60:.1f} min:")
-        for k, h in enumerate(d["accuracy"]):
-            print(f"    epoch {k + 1:2d}  " + "  ".join(f"{n}={100 * v:5.2f}" for n, v in h.items()))
-    mem = a["memory"]
-    print(f"\nMemory: QNN {mem['qnn_weights']} weights: {mem['qnn_digital_bits'] / 8e6:.1f} MB W_H (float32) + "
-          f"{mem['qnn_analog_bits'] / 8e6:.2f} MB-equivalent in devices (3 bit each); BNN 784-4096-4096-10 "
-          f"{mem['bnn_weights']} weights x (32 + 1) bit = {mem['bnn_bits'] / 8e6:.1f} MB -> BNN / QNN = "
-          f"{mem['bnn_over_qnn_total']:.1f}x (paper: 15x)")
-    from contextlib import ExitStack
-
-    from hil.experiments.metaplastic_figures import fig2_accuracy, fig2_sweep, fig5b_programming
-    from hil.store import open_run
-
-    with ExitStack() as stack:
-        ra = stack.enter_context(open_run(args.out_dir / "meta.h5"))
-        rb = stack.enter_context(open_run(args.out_dir / "plain.h5"))
-        sweep = [stack.enter_context(open_run(args.out_dir / f"sweep-m{m:g}.h5")) for m in args.sweep]
-        figs = [fig2_accuracy(args.out_dir / "fig2_accuracy.png", [ra, rb]),
-                fig2_sweep(args.out_dir / "fig2_mstar_sweep.png", sweep),
-                fig5b_programming(args.out_dir / "fig5b_programming.png", ra)]
-    print("\nFigures: " + ", ".join(str(f) for f in figs))
-    print(f"\nWall time: {wall / 60:.1f} min on {os.cpu_count()} cores (jobs: meta {a['wall'] / 60:.1f} min, "
-          f"plain {b['wall'] / 60:.1f} min, sweep {c['wall'] / 60:.1f} min; {args.jobs} at a time)")
+    # ---------------------------------------------------------------- report
+    names = [h for h in ("mnist", "fashion-mnist")] if args.sequence == "mnist-fmnist" else \
+        [f"pmnist-{k}" for k in range(len(args.epochs))]
+    ep = "+".join(str(e) for e in args.epochs)
+    print(f"\n== Metaplastic QNN 784-{args.hidden}-10, {args.technology} SimArray (offset reference), "
+          f"{args.sequence} {ep} epochs, batch {args.batch_size}, data {args.source}"
+          f"{f', train_limit {args.train_limit}' if args.train_limit else ''} ==")
+    vdesc = f"{args.validation} images" if isinstance(args.validation, int) else f"{100 * args.validation:g} %"
+    print(f"Protocol: selection on validation ({vdesc} held out of every task's training set, "
+          f"seeded) over {len(sel_seeds)} seeds {sel_seeds}; the test set touched only by the frozen configuration, "
+          f"{len(seeds)} seeds {seeds}; mean ± std (sample std).")
+    print(f"\n1. Selection (metaplastic device run, per-task BN; score = mean validation accuracy over the tasks "
+          f"after the sequence), {t_sel / 60:.1f} min:")
+    for mean, std, point in sorted(scores, key=lambda s: -s[0]):
+        mark = "  <- selected" if point == best else ""
+        print(f"   {json.dumps(point) if point else '(no grid)':50s} {100 * mean:6.2f} ± {100 * std:4.2f} %{mark}")
+    fixed = {k: v for k, v in {"network.hidden": args.hidden, "tasks.epochs": args.epochs,
+                                "device.program_every": args.program_every}.items() if k not in best}
+    print(f"   not selected (fixed by the command line): {json.dumps(fixed)}")
+    print(f"\n2. Frozen configuration {json.dumps(best)}: test accuracy (%) over {len(seeds)} seeds, "
+          f"identical epochs ({ep}) for every run, {t_frozen / 60:.1f} min")
+    head = "   ".join(f"{n + ' own':>17s}" for n in names[:-1]) + "   " + "   ".join(f"{n + ' end':>17s}" for n in names)
+    print(f"   {'run':20s} {'BatchNorm':9s}   {head}   wall/run")  # noqa: E501
+    for kind in kinds:
+        for bn in ("per-task", "shared"):
+            tag = f"{kind.split()[0]}-{kind.split()[1][:3]}-{bn}-"
+            runs = [r for r in final if r["name"].startswith(tag)]
+            own = [task_end_accuracy(r["history"], names) for r in runs]
+            cols = [ms([o[n] for o in own]) for n in names[:-1]] + [ms([r["summary"][n] for r in runs]) for n in names]
+            print(f"   {kind:20s} {bn:9s}   " + "   ".join(f"{c:>17s}" for c in cols)
+                  + f"   {np.mean([r['wall'] for r in runs]):6.0f} s")
+    if bnn:
+        print(f"   {'BNN 784-4096-4096-10':20s} {'per-task':9s}   " + "   ".join(
+            f"{c:>17s}" for c in [ms([b['own'][n] for b in bnn]) for n in names[:-1]] + [ms([b['end'][n] for b in bnn]) for n in names])
+              + f"   {np.mean([b['wall'] for b in bnn]):6.0f} s   (software, m = 1.3, Laborieux et al. 2021)")
+    print(f"   ('<task> own': right after training that task, e.g. MNIST before Fashion-MNIST; '<task> end': after "
+          f"the whole sequence. Per-task BN gives the network the task identity at test time (Laborieux et al. "
+          f"2021); shared BN does not.)")
+    if args.sequence == "mnist-fmnist":
+        print(f"   paper (hardware-in-the-loop, per-task BN, {PAPER['mnist']:.0f} / {PAPER['fashion-mnist']:.0f} %, "
+              f"50 epochs per task); targets on the recalibrated device: MNIST >= 96 %, Fashion-MNIST >= 85 %")
+    if curve is not None:
+        print(f"\n   Validation accuracy (%) against epochs, frozen configuration, seed 0, metaplastic device run, "
+              f"per-task BN, {'+'.join(map(str, args.curve_epochs))} epochs (test set not touched):")
+        for h in curve["history"]:
+            print(f"     epoch {h['epoch']:3d} (task {h['task']})  " + "  ".join(
+                f"{k[4:]} {100 * v:5.2f}" for k, v in h.items() if k.startswith("val.")))
+    print("\n3. Programming sessions per device after the initial programming (Fig. 5b), per-task BN, mean over seeds:")
+    for kind in ("metaplastic device", "plain device"):
+        runs = [r for r in final if r["name"].startswith(f"{kind.split()[0]}-dev-per-task-")]
+        mean = {k: np.mean([r["sessions_mean"][k] for r in runs]) for k in runs[0]["sessions_mean"]}
+        mx = {k: max(r["sessions_max"][k] for r in runs) for k in runs[0]["sessions_max"]}
+        print(f"   {kind:20s} " + "  ".join(f"{k} {mean[k]:.2f} (max {mx[k]})" for k in mean)
+              + f";  pulses/device {np.mean([r['events_mean'] for r in runs]):.1f}; est. bench time "
+              f"{np.mean([r['bench_time'] for r in runs]) / 3600:.2f} h")
+    print("\n4. " + "\n".join(memory_lines(final[0]["memory"])))
+    print(f"\nFigures: hil report {args.out_dir / 'metaplastic-dev-per-task-s0.h5'} --with "
+          f"{args.out_dir / 'plain-dev-per-task-s0.h5'}")
+    print(f"Wall time: {wall / 60:.1f} min on {os.cpu_count()} cores, {args.jobs} jobs at a time "
+          f"({len(sel_configs)} selection runs, {len(frozen)} frozen-configuration runs)")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         with RunStore.create(Path(tmp) / "bench.h5", config={}, seed=args.seed, backend="sim") as store:
-            array2.add_listener(store.append_ops)
+            store.attach_array("array", array2)
             logged = program_verify(array2, targets)
         wall_logged = time.perf_counter() - t0
 

@@ -12,11 +12,16 @@ Two execution paths:
       the board and one list sweep on the SMU. One pulse+verify iteration over a batch costs
       2 round trips: the board's ``LOAD`` (skipped when the same list is still armed) and the
       SMU's compound fetch. The pulse sweep itself is write-only; its errors surface in the
-      error count of the next fetch. This assumes the board's trigger input is wired to the
-      SMU's trigger output (one edge per source point), which this project could not verify
-      on hardware.
+      error count of the next fetch. The SMU's trigger output (``:TRIG:TRAN:TOUT`` on
+      ``smu.trigger_line``) must be wired to the board's trigger input: one edge at the start
+      of each point, so the list is loaded rotated by one (see :meth:`BenchArray._route_list`).
+      The edge timing is taken from the manual's description and not verified on hardware.
     * **Per-cell path** (switch matrix, or a B1500): for every cell, route (one round trip:
-      the router confirms), then pulse or measure.
+      the router confirms), then pulse or measure. With a gate SMU channel, a pulse waits until
+      the next read of its cell and both go in one round trip (``smu.pulse_and_read``): 2 round
+      trips per cell and iteration; pulses no read takes are fired before anything else
+      (another pulse on the cell, :meth:`BenchArray.wait`, close). An error raised by a
+      deferred pulse surfaces from the read that fires it.
 
 Configuration is validated into typed objects before any instrument is touched; a bad field
 raises :class:`BenchConfigError` naming the field, the value and the allowed range.
@@ -70,6 +75,9 @@ class InstrumentConfig:
         bitline_first, wordline_first, sourceline_first: switch-matrix output port of bit
             line 0, word line 0 and source line 0.
         card: switch-matrix card number (0 = auto configuration).
+        read_termination, write_termination: message terminations; ``""`` takes the
+            instrument's documented default (:data:`DEFAULT_TERMINATIONS`).
+        trigger_line: B2900 digital I/O line of the trigger output wired to the router.
     """
 
     model: str
@@ -88,6 +96,22 @@ class InstrumentConfig:
     wordline_first: int = 9
     sourceline_first: int = 17
     card: int = 0
+    read_termination: str = ""
+    write_termination: str = ""
+    trigger_line: str = "EXT1"
+
+    def terminations(self) -> tuple[str, str]:
+        """(read, write) terminations: the bench file's, else the model's documented default."""
+        read, write = DEFAULT_TERMINATIONS[self.model]
+        return self.read_termination or read, self.write_termination or write
+
+
+#: Documented default terminations (read, write) per model: the B2900 ends messages in LF
+#: (Programming Guide, "Message terminator"); FLEX output data of the B1500 end in CR/LF
+#: (Programming Guide, "Data Output Format"), its input accepts LF; the B2200A/E5250A use LF;
+#: the array board's protocol (firmware/array_board/PROTOCOL.md) ends lines in LF.
+DEFAULT_TERMINATIONS = {"b2900": ("\n", "\n"), "b1500": ("\r\n", "\n"), "switch_matrix": ("\n", "\n"), "array_board": ("\n", "\n")}
+_TERMINATIONS = ("", "\n", "\r\n", "\r")
 
 
 @dataclass(frozen=True)
@@ -183,6 +207,9 @@ def _instrument(section: Any, where: str, models: tuple[str, ...]) -> Instrument
         wordline_first=_num(section, "wordline_first", where, 1, 48, 9, integer=True),
         sourceline_first=_num(section, "sourceline_first", where, 1, 48, 17, integer=True),
         card=_num(section, "card", where, 0, 4, 0, integer=True),
+        read_termination=_str(section, "read_termination", where, _TERMINATIONS, ""),
+        write_termination=_str(section, "write_termination", where, _TERMINATIONS, ""),
+        trigger_line=_str(section, "trigger_line", where, tuple(f"EXT{k}" for k in range(1, 15)), "EXT1"),
     )
 
 
@@ -391,6 +418,11 @@ class BenchArray(CrossbarArray):
         self._smu_gate = getattr(smu, "gate", None) is not None
         # A write-only pulse sweep may still run on the SMU: the router must not change under it.
         self._smu_busy = False
+        # Per-cell path with an SMU that pulses and verifies in one round trip (a gate SMU
+        # channel, no list path): pulses wait here and are fired with the next read of their cell (one route and
+        # one round trip per cell and iteration), or flushed before anything else.
+        self._defer = (not self._list_path) and self._smu_gate and hasattr(smu, "pulse_and_read")
+        self._pending: dict[int, tuple[float, float, float]] = {}
 
     def _sync(self) -> None:
         """Wait for a pending SMU sweep (one round trip) before anything changes under it."""
@@ -399,7 +431,15 @@ class BenchArray(CrossbarArray):
             self._smu_busy = False
 
     def _route_list(self, rows: np.ndarray, cols: np.ndarray, gates: np.ndarray | None) -> None:
-        """Arm the board's cell list, first waiting for a pending sweep if the list changes."""
+        """Arm the board's cell list, first waiting for a pending sweep if the list changes.
+
+        The SMU sends the board one trigger edge at the start of each list point, and the board
+        applies entry ``k`` after ``k`` edges: so the list is loaded rotated by one (cell ``j``
+        at entry ``j + 1``, the last cell at entry 0). After a whole sweep the board is back at
+        entry 0, ready for the next sweep over the same cells.
+        """
+        rows, cols = np.roll(rows, 1), np.roll(cols, 1)
+        gates = None if gates is None else np.roll(gates, 1)
         if self._smu_busy and not self._board.is_loaded(rows, cols, gates):
             self.smu.wait_idle()
             self._smu_busy = False
@@ -449,8 +489,27 @@ class BenchArray(CrossbarArray):
     def _batches(self, n: int) -> list[slice]:
         return [slice(i, min(i + self.batch, n)) for i in range(0, n, self.batch)]
 
+    def _flush_pending(self) -> None:
+        """Fire the deferred pulses that no read has taken yet (route + pulse per cell)."""
+        pending, self._pending = self._pending, {}
+        try:
+            for flat, (vp, vg, w) in pending.items():
+                self._route_cell(*divmod(flat, self.shape[1]))
+                self.smu.pulse_one(vp, vg, w, self.pulse_compliance)
+                self._smu_busy = hasattr(self.smu, "wait_idle")  # a write-only pulse may still run
+        except BaseException:
+            self._after_failure()
+            raise
+
     def _pulse(self, idx: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
         rows, cols = self._rows_cols(idx)
+        if self._defer:
+            if any(int(i) in self._pending for i in idx):
+                self._flush_pending()  # two pulses on one cell keep their order
+            for k in range(idx.size):  # refuse now what the instrument would refuse later
+                self.smu.check_pulse(float(v_pulse[k]), float(v_gate[k]), width, self.pulse_compliance)
+            self._pending.update((int(i), (float(vp), float(vg), float(width))) for i, vp, vg in zip(idx, v_pulse, v_gate))
+            return
         try:
             if self._list_path:
                 for s in self._batches(idx.size):
@@ -469,7 +528,9 @@ class BenchArray(CrossbarArray):
             raise
 
     def _after_failure(self) -> None:
-        """Any failure mid-operation: SMU outputs off, the board's list cache void."""
+        """Any failure mid-operation: SMU outputs off, the board's list cache void, deferred
+        pulses dropped (the run stops with the error)."""
+        self._pending.clear()
         if self._board is not None:
             self._board.forget_list()
         self.smu.switch_off_after_failure()
@@ -499,9 +560,14 @@ class BenchArray(CrossbarArray):
                 if not self._smu_gate:
                     self._sync()
                     self._board.set_gate(self.v_gate_read)
+                gate = self.v_gate_read if self._smu_gate else None
                 for k in range(idx.size):
                     self._route_cell(int(rows[k]), int(cols[k]))
-                    current[k] = self.smu.read_one(v_read, self.v_gate_read if self._smu_gate else None, aperture, self.read_compliance)
+                    p = self._pending.pop(int(idx[k]), None)
+                    if p is None:
+                        current[k] = self.smu.read_one(v_read, gate, aperture, self.read_compliance)
+                    else:
+                        current[k] = self.smu.pulse_and_read(p[0], p[1], p[2], self.pulse_compliance, v_read, gate, aperture, self.read_compliance)
                     self._smu_busy = False
         except BaseException:
             self._after_failure()
@@ -510,6 +576,7 @@ class BenchArray(CrossbarArray):
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` pass: really (``wait="sleep"``, outputs as they are) or on the clock only."""
+        self._flush_pending()
         super().wait(seconds)
         if self.wait_mode == "sleep":
             self._sync()
@@ -519,6 +586,12 @@ class BenchArray(CrossbarArray):
 
     def _close(self) -> None:
         errors = []
+        if self._pending:
+            try:
+                self._flush_pending()
+            except Exception as exc:
+                errors.append(exc)
+                log.error("firing the deferred pulses before closing: %s", exc)
         for inst in (self.smu, self.router):
             try:
                 inst.close()
@@ -534,10 +607,10 @@ class BenchArray(CrossbarArray):
 
 # ---------------------------------------------------------------------------------- factories
 def _open_transport(cfg: InstrumentConfig) -> Transport:
+    read, write = cfg.terminations()
     if cfg.model == "array_board":
-        return SerialTransport(cfg.resource, baudrate=cfg.baudrate, timeout=cfg.timeout, retries=cfg.retries)
-    term = "\r\n" if cfg.model == "b1500" else "\n"  # FLEX data end in CR/LF
-    return VisaTransport(cfg.resource, backend=cfg.backend, timeout=cfg.timeout, retries=cfg.retries, read_termination=term)
+        return SerialTransport(cfg.resource, baudrate=cfg.baudrate, timeout=cfg.timeout, retries=cfg.retries, read_termination=read, write_termination=write)
+    return VisaTransport(cfg.resource, backend=cfg.backend, timeout=cfg.timeout, retries=cfg.retries, read_termination=read, write_termination=write)
 
 
 def _make_smu(config: BenchConfig, transport: Transport) -> Any:
@@ -546,7 +619,7 @@ def _make_smu(config: BenchConfig, transport: Transport) -> Any:
     if cfg.model == "b2900":
         from drivers.instruments.b2900 import B2900
 
-        return B2900(transport, config.limits, cfg.bitline_channel, gate)
+        return B2900(transport, config.limits, cfg.bitline_channel, gate, settle=config.timing.route_settle, trigger_line=cfg.trigger_line)
     from drivers.instruments.b1500 import B1500
 
     return B1500(transport, config.limits, cfg.bitline_channel, gate)

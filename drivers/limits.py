@@ -84,3 +84,53 @@ class SafetyLimits:
     def check_compliance(self, compliance: float | np.ndarray) -> None:
         """Check a current compliance (A); it must be positive."""
         self.check_range("compliance", compliance, 1e-12, self.max_compliance, "A")
+
+
+# ---------------------------------------------------------------------------------- argument types
+def check_number(command: str, name: str, value: object, unit: str = "") -> float:
+    """``value`` as a finite float, or :class:`SafetyLimitError` naming ``command`` and ``name``.
+
+    Booleans, strings, ``None``, NaN and infinities are refused: a bool is an int to Python
+    but never a voltage or a time to an instrument.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise SafetyLimitError(f"{command}: {name} must be a number ({unit or 'SI units'}), got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not np.isfinite(v):
+        raise SafetyLimitError(f"{command}: {name} must be finite, got {value!r}")
+    return v
+
+
+def check_count(command: str, name: str, value: object, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``; non-integers (``2.5``, ``True``, ``"3"``) are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise SafetyLimitError(f"{command}: {name} must be an integer in [{low}, {high}], got {value!r} ({type(value).__name__})")
+    n = int(value)
+    if not low <= n <= high:
+        raise SafetyLimitError(f"{command}: {name}={n} outside the allowed range [{low}, {high}]")
+    return n
+
+
+def check_numbers(command: str, name: str, values: object, unit: str = "") -> np.ndarray:
+    """A 1-D float array of finite numbers (no bools, strings or objects), or SafetyLimitError."""
+    arr = np.asarray(values)
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise SafetyLimitError(f"{command}: {name} must be numbers ({unit or 'SI units'}), got dtype {arr.dtype}")
+    arr = arr.astype(float).reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        raise SafetyLimitError(f"{command}: {name} must be finite")
+    return arr
+
+
+def check_in(command: str, name: str, value: float | np.ndarray, low: float, high: float, unit: str) -> None:
+    """Instrument (model) limit: ``low <= value <= high`` element-wise, else SafetyLimitError
+    naming the command, the value and the allowed range."""
+    arr = np.asarray(value, dtype=float)
+    if arr.size == 0:
+        return
+    if not np.all(np.isfinite(arr)):
+        raise SafetyLimitError(f"{command}: {name} must be finite")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < low or hi > high:
+        bad = lo if lo < low else hi
+        raise SafetyLimitError(f"{command}: {name}={bad:.6g} {unit} outside the instrument's range [{low:.6g}, {high:.6g}] {unit}")

@@ -3,8 +3,9 @@
 A driver subclasses :class:`Instrument` and says how it reaches its safe idle state
 (:meth:`Instrument._safe_idle`: outputs zeroed and off, relays open, lines released).
 :meth:`Instrument.close` — also run on context exit, whatever the exception — goes there and
-then releases the transport; :meth:`Instrument._guarded` sends a message and, if sending fails,
-switches outputs off (:meth:`Instrument._emergency_off`) before re-raising.
+then reads the output state back (:meth:`Instrument._outputs_off`) and reports if it could not
+confirm "off", then releases the transport; :meth:`Instrument._guarded` sends a message and, if
+sending fails, switches outputs off (:meth:`Instrument._emergency_off`) before re-raising.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
+from drivers.errors import InstrumentError
 from drivers.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,11 @@ class Instrument:
         """Bring the instrument to its safe idle state (subclasses)."""
         raise NotImplementedError
 
+    def _outputs_off(self) -> bool:
+        """Read the output state back from the instrument; ``True`` when every output is off
+        (subclasses with outputs query it; a router has none to confirm)."""
+        return True
+
     def _emergency_off(self) -> None:
         """Fastest way to outputs-off after a failure; by default the safe idle state."""
         self._safe_idle()
@@ -61,11 +68,22 @@ class Instrument:
         return self.transport._closed
 
     def close(self) -> None:
-        """Safe idle state, then release the transport. Idempotent."""
+        """Safe idle state, read back that the outputs are off, then release the transport.
+        Idempotent.
+
+        Raises:
+            InstrumentError: (sources) the outputs could not be confirmed off.
+        """
         if self.closed:
             return
         try:
             self._safe_idle()
+            try:
+                confirmed = self._outputs_off()
+            except Exception as exc:
+                raise InstrumentError(f"{self.label}: could not confirm the outputs are off ({exc})") from exc
+            if not confirmed:
+                raise InstrumentError(f"{self.label}: outputs still reported on after switching them off")
         except Exception as exc:
             if self.close_raises:
                 raise

@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
                              instruments=array.identity(), overwrite=args.overwrite) as store:
-            array.add_listener(store.append_ops)
+            store.attach_array("array", array)
             store.snapshot("targets", targets, array.bench_time)
             if table is not None:
                 store.save_calibration(*table.to_store())

@@ -8,7 +8,7 @@ from pathlib import Path
 from drivers.sim_array import SimArray
 from hil.cli.common import add_backend_options, make_sim_array, parse_shape
 from hil.figures import heat_map
-from hil.store import RunStore, StoreError, check_writable, open_run
+from hil.store import RunStore, StoreError, check_not_reading, check_writable, open_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.after < 0:
         raise ValueError(f"--after {args.after} must be >= 0 s")
     png = args.png or args.out.with_suffix(".png")
+    check_not_reading(args.out, args.run)
+    check_not_reading(png, args.run)
     check_writable(args.out, args.overwrite)
     check_writable(png, args.overwrite)
     if args.run is not None:
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         seed = getattr(array, "seed", args.seed)
         with RunStore.create(args.out, config=config, seed=seed, backend=array.identity()["backend"],
                              instruments=array.identity(), overwrite=args.overwrite) as store:
-            array.add_listener(store.append_ops)
+            store.attach_array("array", array)
             if args.form and args.run is None:
                 array.form()
             array.wait(args.after)

@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     with open_run(args.run_file) as reader:
         kind = reader.config.get("command") or reader.config.get("experiment")
         builder = REPORTS.get(kind)
+        if builder is None and reader.config.get("experiment") is not None:
+            from hil.experiments import registry
+
+            builder = registry.get(kind).report
         if builder is None:
             raise ValueError(f"no report for runs of kind {kind!r}; known: {sorted(REPORTS)}")
         if args.others:

@@ -1,10 +1,14 @@
-"""``hil run EXPERIMENT.toml``: run an experiment (the metaplastic sequential-task run) with a
-progress bar, into a run file; ``hil run --resume RUN.h5`` continues an interrupted one."""
+"""``hil run EXPERIMENT.toml``: run the experiment the file names (its ``experiment`` key) with a
+progress bar, into a run file; ``hil run --resume RUN.h5`` continues an interrupted one.
+
+Both go through :mod:`hil.experiments.runner`: validation before anything is written, a
+checkpoint at the start and after every stage, arrays closed (outputs off) on every exit, and
+the experiment's figures at the end.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 
@@ -21,37 +25,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hil.experiments.config import load_config
-    from hil.experiments.metaplastic import resume_experiment, run_experiment
+    from hil.experiments import runner
 
     if (args.experiment is None) == (args.resume is None):
         raise ValueError("give either EXPERIMENT.toml or --resume RUN.h5")
+    common = {"progress": not args.no_progress, "figures": not args.no_figures}
     if args.resume is not None:
-        path = args.resume
-        result = resume_experiment(path, progress=not args.no_progress)
+        if args.out or args.overwrite or args.data_dir:
+            raise ValueError("--out, --overwrite and --data-dir apply to a new run, not to --resume")
+        outcome = runner.resume(args.resume, **common)
     else:
-        cfg = load_config(args.experiment)
-        if args.data_dir is not None:
-            cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, data_dir=str(args.data_dir)))
-        if args.overwrite:
-            cfg = dataclasses.replace(cfg, overwrite=True)
-        path = Path(args.out or cfg.out)
-        result = run_experiment(cfg, progress=not args.no_progress, out=path)
-    print(f"run file: {path}")
-    for h in result.accuracy:
-        accs = "  ".join(f"{k} {100 * v:5.2f} %" for k, v in h.items() if k not in ("epoch", "task"))
-        print(f"  epoch {h['epoch']:2d} (task {h['task']}): {accs}")
-    if result.programming:
-        p = result.programming
-        print(f"  programming: {p['cells_programmed']} cell programmings, {p['pulses']} pulses, "
-              f"{p['failures']} outside tolerance; estimated bench time {result.bench_time / 3600:.2f} h")
-    m = result.memory
-    print(f"  memory: BNN 784-4096-4096-10 / this QNN = {m['bnn_over_qnn_total']:.1f}x; wall time {result.wall_time:.0f} s")
-    if not args.no_figures:
-        from hil.experiments.metaplastic_figures import metaplastic_report
-        from hil.store import open_run
-
-        with open_run(path) as reader:
-            for fig in metaplastic_report(reader, path.resolve().parent, path.stem):
-                print(f"  figure: {fig}")
+        overrides = {"dataset.data_dir": str(args.data_dir)} if args.data_dir is not None else {}
+        outcome = runner.run_file(args.experiment, overrides=overrides, out=args.out,
+                                  overwrite=True if args.overwrite else None, **common)
+    print(f"run file: {outcome.path} ({'complete' if outcome.complete else 'stopped'}, "
+          f"{outcome.stages_done} stages)")
+    for line in outcome.experiment.describe():
+        print(line)
+    print(f"  wall time {outcome.wall_time:.0f} s")
+    for fig in outcome.figures:
+        print(f"  figure: {fig}")
     return 0

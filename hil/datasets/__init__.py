@@ -9,7 +9,8 @@ Two sources:
   so that the quickstart runs on a fresh machine without a download. Their licences and
   attribution are in ``hil/datasets/data/ATTRIBUTION.md``.
 
-Also: permuted-MNIST tasks (a fixed pixel permutation per task) and class splits.
+Also: permuted-MNIST tasks (a fixed pixel permutation per task), class splits, and seeded
+validation splits held out of a training set (:func:`validation_split`).
 """
 
 from hil.datasets.idx import ChecksumError, load_idx, parse_idx
@@ -25,6 +26,7 @@ from hil.datasets.loaders import (
     resolve_data_dir,
     class_split,
 )
+from hil.datasets.splits import validation_split
 
 __all__ = [
     "ChecksumError",
@@ -40,4 +42,5 @@ __all__ = [
     "parse_idx",
     "permuted",
     "resolve_data_dir",
+    "validation_split",
 ]

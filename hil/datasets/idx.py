@@ -5,7 +5,7 @@ The IDX format (LeCun et al., http://yann.lecun.com/exdb/mnist/): a 4-byte magic
 payload in row-major order (big-endian for multi-byte types).
 
 Checksums are taken over the *uncompressed* file content, never over the ``.gz`` container:
-the same data is distributed with different gzip headers (see ../shared/datasets/README.md).
+the same data is distributed by different mirrors with different gzip headers (name, time stamp).
 """
 
 from __future__ import annotations

@@ -6,30 +6,24 @@ naming the field, the value and the allowed range. See ``examples/metaplastic-*.
 
 from __future__ import annotations
 
-import math
-import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from drivers.sim.presets import PRESETS
+from hil.experiments.schema import ConfigError, bad as _bad, build, check_choice as _choice, check_number as _num
 from hil.learning.metaplastic import META_UNITS
 from hil.mapping import MAPPINGS
 
-
-class ConfigError(ValueError):
-    """A configuration field is missing, unknown, or outside its allowed range."""
+__all__ = ["ConfigError", "RunConfig", "parse_config", "load_config", "config_from_dict", "validate"]
 
 
 SEQUENCES = ("mnist-fmnist", "pmnist")
 BACKENDS = ("sim", "bench", "software")
 SOURCES = ("auto", "full", "bundled")
 RULES = ("metaplastic", "plain")
-TECHNOLOGIES = ("hfo2", "siox")
+TEST_AT = ("task-end", "every-epoch", "end", "never")
+BATCHNORM = ("per-task", "shared")
 
 
 @dataclass(frozen=True)
@@ -39,6 +33,10 @@ class TasksConfig:
     epochs: tuple[int, ...] = (10, 10)
     train_limit: int = 0  # 0: all training examples of each task
     test_limit: int = 0
+    #: validation split held out of every task's training set: a fraction in (0, 1) or a count
+    validation: float = 0.1
+    #: when the test set is evaluated: after every task, every epoch, at the end only, or never
+    test_at: str = "task-end"
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,9 @@ class DatasetConfig:
 class NetworkConfig:
     hidden: tuple[int, ...] = (1024,)
     init_scale: float = 0.1
+    #: "per-task": one BN set per task, chosen by the task identity at test time (Laborieux et
+    #: al. 2021); "shared": one BN set for all tasks (no task identity at test time)
+    batchnorm: str = "per-task"
 
 
 @dataclass(frozen=True)
@@ -101,60 +102,19 @@ class RunConfig:
         return [f"pmnist-{k}" for k in range(self.tasks.n_tasks)]
 
 
-_SECTIONS = {"tasks": TasksConfig, "dataset": DatasetConfig, "network": NetworkConfig,
-             "learning": LearningConfig, "device": DeviceConfig}
-
-
-def _bad(field_name: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"{field_name} = {value!r} is not allowed; allowed: {allowed}")
-
-
-def _num(name: str, v: Any, lo: float, hi: float, integer: bool = False, lo_open: bool = False) -> None:
-    ok_type = isinstance(v, int) and not isinstance(v, bool) if integer else isinstance(v, (int, float)) and not isinstance(v, bool)
-    if not ok_type or not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
-        kind = "an integer" if integer else "a number"
-        left = "(" if lo_open else "["
-        raise _bad(name, v, f"{kind} in {left}{lo:g}, {hi:g}]")
-
-
-def _choice(name: str, v: Any, options: tuple[str, ...] | list[str]) -> None:
-    if v not in options:
-        raise _bad(name, v, f"one of {list(options)}")
-
-
-def _section(cls: type, prefix: str, data: dict[str, Any]) -> Any:
-    if not isinstance(data, dict):
-        raise _bad(prefix, data, "a table")
-    known = {f.name: f for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"unknown field {prefix}.{key}; known fields: {sorted(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
 def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> RunConfig:
-    """Validate a configuration mapping (as read from TOML) into a :class:`RunConfig`."""
+    """Validate a configuration mapping (as read from TOML) into a :class:`RunConfig`.
+
+    Unknown keys at any level raise :class:`ConfigError` naming the dotted key. The
+    ``experiment`` key, if present, must be ``"metaplastic"``. Output paths stay relative to the
+    working directory, as on a command line (``base_dir`` is accepted for the registry's
+    signature).
+    """
     data = dict(data)
-    data.pop("experiment", None) if data.get("experiment") in ("metaplastic", None) else _choice(
-        "experiment", data.get("experiment"), ["metaplastic"])
-    top = {}
-    sections = {}
-    for key, value in data.items():
-        if key in _SECTIONS:
-            sections[key] = _section(_SECTIONS[key], key, value)
-        elif key in {f.name for f in fields(RunConfig)}:
-            top[key] = value
-        else:
-            raise ConfigError(f"unknown field {key}; known: {sorted([f.name for f in fields(RunConfig)])}")
-    cfg = RunConfig(**top, **sections)
+    if "experiment" in data:
+        _choice("experiment", data.pop("experiment"), ["metaplastic"])
+    cfg = build(RunConfig, data)
     validate(cfg)
-    if base_dir is not None and not Path(cfg.out).is_absolute():
-        pass  # output paths are relative to the working directory, as on a command line
     return cfg
 
 
@@ -179,6 +139,11 @@ def validate(cfg: RunConfig) -> None:
         _num(f"tasks.epochs[{k}]", e, 1, 1000, integer=True)
     _num("tasks.train_limit", t.train_limit, 0, 60000, integer=True)
     _num("tasks.test_limit", t.test_limit, 0, 10000, integer=True)
+    v = t.validation
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+            0 < v <= 0.5 or (isinstance(v, int) and 1 <= v <= 30000)):
+        raise _bad("tasks.validation", v, "a fraction in (0, 0.5] or an integer count in [1, 30000]")
+    _choice("tasks.test_at", t.test_at, TEST_AT)
     _choice("dataset.source", cfg.dataset.source, SOURCES)
     if not isinstance(cfg.dataset.data_dir, str):
         raise _bad("dataset.data_dir", cfg.dataset.data_dir, "a directory path string (\"\" = $HIL_DATA_DIR)")
@@ -188,6 +153,7 @@ def validate(cfg: RunConfig) -> None:
     for k, h in enumerate(n.hidden):
         _num(f"network.hidden[{k}]", h, 1, 16384, integer=True)
     _num("network.init_scale", n.init_scale, 0, 10, lo_open=True)
+    _choice("network.batchnorm", n.batchnorm, BATCHNORM)
     lcfg = cfg.learning
     _choice("learning.rule", lcfg.rule, RULES)
     _num("learning.m_star", lcfg.m_star, 0, 100)
@@ -197,7 +163,9 @@ def validate(cfg: RunConfig) -> None:
     _num("learning.batch_size", lcfg.batch_size, 1, 10000, integer=True)
     d = cfg.device
     _choice("device.backend", d.backend, BACKENDS)
-    _choice("device.technology", d.technology, TECHNOLOGIES)
+    _choice("device.technology", d.technology, sorted(PRESETS))
+    if not d.levels_uS and len(PRESETS[d.technology].technology.levels) < 2:
+        raise _bad("device.levels_uS", [], f"the conductance levels in uS (technology {d.technology!r} has no default levels)")
     _choice("device.mapping", d.mapping, sorted(MAPPINGS))
     if not isinstance(d.levels_uS, tuple):
         raise _bad("device.levels_uS", d.levels_uS, "a list of ascending conductances in uS")
@@ -222,15 +190,10 @@ def validate(cfg: RunConfig) -> None:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a TOML experiment file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_config(data, path.parent)
+    """Read and validate a TOML metaplastic experiment file."""
+    from hil.experiments.registry import read_toml
+
+    return parse_config(read_toml(path), Path(path).parent)
 
 
 def config_from_dict(stored: dict[str, Any]) -> RunConfig:

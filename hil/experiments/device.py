@@ -19,6 +19,11 @@ Programming and read-back policy (stated, configurable):
 * **Every epoch** (drift / relaxation policy): the whole array is read; the cache becomes that
   read, and cells whose read lies outside ``refresh_tolerance`` of their level's target are
   re-programmed (and re-read).
+
+Every program-and-verify session of a cell after the initial programming is counted in one of
+three kinds (:data:`SESSION_KINDS`, per cell and in total, with their pulses): ``level`` — the
+weight changed level; ``retry`` — the cell missed the tolerance at its previous session and its
+level has not changed since; ``refresh`` — the epoch read found it drifted.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from drivers.array import CrossbarArray
 from hil.program import program_cells, program_verify
 
 log = logging.getLogger(__name__)
+
+#: Kinds of programming session after the initial programming (see the module docstring).
+SESSION_KINDS = ("level", "retry", "refresh")
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,12 @@ class DeviceWeights:
         self.pending: list[np.ndarray] = [np.zeros(a.shape, bool) for a in arrays]
         #: program-and-verify sessions per cell after initialisation (level changes + refreshes)
         self.reprogrammed: list[np.ndarray] = [np.zeros(a.shape, np.int32) for a in arrays]
+        #: the same sessions per cell split by kind: kind -> per layer (rows, cols) int32
+        self.sessions: dict[str, list[np.ndarray]] = {k: [np.zeros(a.shape, np.int32) for a in arrays] for k in SESSION_KINDS}
+        #: programming pulses of those sessions, by kind
+        self.pulses_by_kind: dict[str, int] = {k: 0 for k in SESSION_KINDS}
+        #: cells that missed the tolerance at their last session (their next one is a retry)
+        self.missed: list[np.ndarray] = [np.zeros(a.shape, bool) for a in arrays]
         self._weights: list[np.ndarray] = [np.zeros(0, np.float32)] * len(arrays)
         self._buffers: dict[int, np.ndarray] = {}
         self.programmings = 0  # program-and-verify calls
@@ -89,8 +103,11 @@ class DeviceWeights:
         g = np.nan_to_num(targets, nan=array.technology.g_window[0])
         return array.technology.transistor.gate_for(g * self.policy.v0) - self.policy.gate_backoff
 
-    def _program(self, layer: int, level_idx: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    def _program(self, layer: int, level_idx: np.ndarray, cells: np.ndarray, refresh: bool = False) -> np.ndarray:
         """Program ``cells`` of ``layer`` to their levels; returns the cells that missed the tolerance.
+
+        The sessions are counted as ``refresh`` when ``refresh``, else as ``retry`` for cells
+        that missed at their previous session and ``level`` for the others.
 
         A per-layer buffer holds the target map; program-and-verify itself runs on the list of
         cells (:func:`hil.program.program_cells`), so its cost follows the number of cells that
@@ -111,11 +128,17 @@ class DeviceWeights:
         )
         self.g_cache[layer].flat[flat] = report.g_final
         self.reprogrammed[layer].flat[flat] += 1
+        retry = self.missed[layer].reshape(-1)[flat]
+        kinds = (("refresh", np.ones(flat.size, bool)),) if refresh else (("retry", retry), ("level", ~retry))
+        for kind, sel in kinds:
+            self.sessions[kind][layer].flat[flat[sel]] += 1
+            self.pulses_by_kind[kind] += int(report.pulses[sel].sum())
         self.programmings += 1
         self.cells_programmed += flat.size
         self.pulses += int(report.pulses.sum())
         missed = np.zeros_like(cells)
         missed.flat[flat[~report.success]] = True
+        self.missed[layer].flat[flat] = ~report.success
         self.failures += int(flat.size - report.success.sum())
         self._refresh_weights(layer, cells)
         return missed
@@ -148,7 +171,9 @@ class DeviceWeights:
     def update(self, step: int, level_idx: list[np.ndarray], changed: list[np.ndarray]) -> None:
         """Record the weights that changed level; program the pending cells every ``program_every`` steps."""
         for layer, ch in enumerate(changed):
-            self.pending[layer] |= self.mapping.cell_mask(ch)
+            cells = self.mapping.cell_mask(ch)
+            self.pending[layer] |= cells
+            self.missed[layer] &= ~cells  # a new level: the next session is a level change, not a retry
         if (step + 1) % self.policy.program_every == 0:
             self.flush(level_idx)
 
@@ -172,7 +197,7 @@ class DeviceWeights:
             refreshed += int(drifted.sum())
             self._weights[layer] = self.mapping.to_weight(g)
             if drifted.any():
-                self.pending[layer] |= self._program(layer, level_idx[layer], drifted)
+                self.pending[layer] |= self._program(layer, level_idx[layer], drifted, refresh=True)
         return refreshed
 
     # ------------------------------------------------------------------ access
@@ -191,7 +216,11 @@ class DeviceWeights:
             out[f"defective{l}"] = self.defective[l]
             out[f"reprogrammed{l}"] = self.reprogrammed[l]
             out[f"pending{l}"] = self.pending[l]
+            out[f"missed{l}"] = self.missed[l]
+            for kind in SESSION_KINDS:
+                out[f"sessions_{kind}{l}"] = self.sessions[kind][l]
         out["counters"] = np.array([self.programmings, self.cells_programmed, self.pulses, self.failures], np.int64)
+        out["pulses_by_kind"] = np.array([self.pulses_by_kind[k] for k in SESSION_KINDS], np.int64)
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -200,8 +229,12 @@ class DeviceWeights:
             self.defective[l] = np.array(state[f"defective{l}"], dtype=bool)
             self.reprogrammed[l] = np.array(state[f"reprogrammed{l}"], dtype=np.int32)
             self.pending[l] = np.array(state[f"pending{l}"], dtype=bool)
+            self.missed[l] = np.array(state[f"missed{l}"], dtype=bool)
+            for kind in SESSION_KINDS:
+                self.sessions[kind][l] = np.array(state[f"sessions_{kind}{l}"], dtype=np.int32)
             self._weights[l] = self.mapping.to_weight(self.g_cache[l])
         self.programmings, self.cells_programmed, self.pulses, self.failures = (int(v) for v in state["counters"])
+        self.pulses_by_kind = {k: int(v) for k, v in zip(SESSION_KINDS, state["pulses_by_kind"])}
 
 
 def open_bench_arrays(bench_files: tuple[str, ...] | list[str], shapes: list[tuple[int, int]],

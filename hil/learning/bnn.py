@@ -56,7 +56,7 @@ class BNNLearner:
         upd = self.adam_w.updates({f"w{l}": g for l, g in enumerate(gw)})
         for l, w_h in enumerate(self.model.w_h):
             w_h += bnn_meta_update(w_h, upd[f"w{l}"], self.m)
-        bn = self.model.bn[task]
+        bn = self.model.bn_of(task)
         for k, u in self.adam_bn.updates(gbn).items():
             bn[k] += u
         return loss

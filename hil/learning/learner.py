@@ -98,7 +98,7 @@ class MetaplasticLearner:
             mask = new_idx != self.level_idx[l]
             self.level_idx[l] = new_idx
             changed.append(mask)
-        bn = self.model.bn[task]
+        bn = self.model.bn_of(task)
         for k, u in self.adam_bn.updates(gbn).items():
             bn[k] += u
         return loss, changed

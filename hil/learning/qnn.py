@@ -1,13 +1,18 @@
-"""A fully connected ReLU network whose weights are quantised, with BatchNorm kept per task.
+"""A fully connected ReLU network whose weights are quantised, with BatchNorm per task or shared.
 
 Plain numpy, float32, no I/O. The network does not own its *effective* weights: the caller
 passes them to :meth:`QNN.forward` (the quantised levels in software, or the conductances
 measured back from a memristor array mapped to weights, see :mod:`hil.mapping`). The hidden
 weights ``W_H`` live here, in digital memory, and receive the (metaplastic) updates.
 
-BatchNorm protocol (Laborieux et al. 2021, and FINDINGS.md): every task has its own BN
-statistics and affine terms; they are trained with that task and restored when testing it.
-A new task starts from a copy of the previous task's BN parameters.
+BatchNorm protocols (``batchnorm=``):
+
+* ``"per-task"`` (Laborieux et al., Nat. Commun. 12, 2549 (2021), the protocol of their
+  metaplastic BNN code): every task has its own BN statistics and affine terms; they are trained
+  with that task and restored when testing it, so **the task identity is given at test time**.
+  A new task starts from a copy of the previous task's BN parameters.
+* ``"shared"``: one BN set, trained through every task and used for every test; the network is
+  not told which task an input belongs to.
 
 Shapes: inputs ``x`` (batch, n_in) in [0, 1]; weights ``W_l`` (n_in_l, n_out_l); logits (batch, 10).
 """
@@ -18,6 +23,7 @@ import numpy as np
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
+BATCHNORM_PROTOCOLS = ("per-task", "shared")
 
 
 class QNN:
@@ -27,16 +33,21 @@ class QNN:
         sizes: layer widths, e.g. (784, 1024, 10).
         n_tasks: number of tasks (one BN set each).
         rng: generator for the initial hidden weights.
+        batchnorm: ``"per-task"`` or ``"shared"`` (see the module docstring).
         init_scale: hidden weights start uniform in ``[-init_scale, init_scale]`` (weight units).
         activation: ``"relu"`` (the QNN) or ``"sign"`` (binary activations of the BNN baseline,
             straight-through estimator with the hardtanh derivative ``1{|z| <= 1}``).
     """
 
     def __init__(
-        self, sizes: tuple[int, ...], n_tasks: int, rng: np.random.Generator, init_scale: float, activation: str = "relu"
+        self, sizes: tuple[int, ...], n_tasks: int, rng: np.random.Generator, init_scale: float, activation: str = "relu",
+        batchnorm: str = "per-task",
     ) -> None:
         if activation not in ("relu", "sign"):
             raise ValueError(f"activation={activation!r} is not one of ['relu', 'sign']")
+        if batchnorm not in BATCHNORM_PROTOCOLS:
+            raise ValueError(f"batchnorm={batchnorm!r} is not one of {list(BATCHNORM_PROTOCOLS)}")
+        self.batchnorm = batchnorm
         self.activation = activation
         if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
             raise ValueError(f"sizes must list at least 2 positive layer widths, got {sizes!r}")
@@ -48,7 +59,8 @@ class QNN:
             rng.uniform(-init_scale, init_scale, size=(a, b)).astype(np.float32)
             for a, b in zip(self.sizes[:-1], self.sizes[1:])
         ]
-        self.bn: list[dict[str, np.ndarray]] = [self._fresh_bn() for _ in range(self.n_tasks)]
+        n_sets = self.n_tasks if batchnorm == "per-task" else 1
+        self.bn: list[dict[str, np.ndarray]] = [self._fresh_bn() for _ in range(n_sets)]
 
     @property
     def n_layers(self) -> int:
@@ -63,8 +75,17 @@ class QNN:
             out[f"var{layer}"] = np.ones(n, np.float32)
         return out
 
+    def bn_of(self, task: int) -> dict[str, np.ndarray]:
+        """The BN set used for task ``task`` (the one shared set with ``batchnorm="shared"``)."""
+        return self.bn[task if self.batchnorm == "per-task" else 0]
+
     def start_task(self, task: int) -> None:
-        """Initialise task ``task``'s BN from task ``task - 1``'s (fresh for task 0)."""
+        """Per task: initialise task ``task``'s BN from task ``task - 1``'s (fresh for task 0).
+        Shared: fresh at task 0, then kept (it goes on training)."""
+        if self.batchnorm == "shared":
+            if task == 0:
+                self.bn[0] = self._fresh_bn()
+            return
         self.bn[task] = self._fresh_bn() if task == 0 else {k: v.copy() for k, v in self.bn[task - 1].items()}
 
     # ------------------------------------------------------------------ forward / backward
@@ -75,7 +96,7 @@ class QNN:
 
         In training mode BN uses batch statistics and updates task ``task``'s running ones.
         """
-        bn = self.bn[task]
+        bn = self.bn_of(task)
         cache: list[tuple] = []
         h = x
         for layer, w in enumerate(weights):
@@ -158,5 +179,5 @@ class QNN:
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore from :meth:`state`."""
         self.w_h = [np.array(state[f"w_h{l}"], dtype=np.float32) for l in range(self.n_layers)]
-        for t in range(self.n_tasks):
+        for t in range(len(self.bn)):
             self.bn[t] = {k: np.array(state[f"bn{t}/{k}"], dtype=np.float32) for k in self.bn[t]}

@@ -22,7 +22,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.fixture(scope="module")
 def reference():
     cfg = load_bench(EXAMPLES / "bench-sim.toml")
-    sim = SimArray(cfg.shape, "hfo2", seed=0)
+    sim = SimArray(cfg.shape, "hfo2", seed=0, technology=cfg.technology)
     targets = cfg.technology.level_targets(8)[np.random.default_rng(3).integers(0, 8, cfg.shape)]
     sim.form()
     return targets, program_verify(sim, targets)

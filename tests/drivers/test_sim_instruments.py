@@ -105,13 +105,51 @@ def test_b1500_flex_output_format_and_errors():
     b = SimB1500(bench)
     assert q(b, "UNT?") == b"B1517A,0;B1517A,0;B1511A,0;B1511A,0;0,0;0,0;0,0;0,0;0,0;0,0\r\n"
     assert q(b, "TI 1") == b""  # channel not connected (CN): error, no data
-    assert q(b, "ERRX?") == b'200,"Error"\r\n'
+    assert q(b, "ERRX?") == b'200,"Channel not enabled"\r\n'
     q(b, "CN 1,2;DV 1,0,0.1,1e-4")
-    assert q(b, "TI 1") == b"NAI+0.00000E+00\r\n"
-    assert q(b, "TV 1") == b"NAV+1.00000E-01\r\n"
-    assert q(b, "ERRX?") == b'0,"No Error."\r\n'
-    q(b, "PT 0,1e-6,2e-6")
-    assert q(b, "ERRX?").startswith(b"120")
+    assert q(b, "TI 1") == b"NAI+000.000E+00\r\n"
+    assert q(b, "TV 1;ERRX?") == b'NAV+100.000E-03\r\n0,"No Error."\r\n'  # one line per reply
+    assert q(b, "*LRN? 0") == b"CN1,2\r\n"
+    q(b, "CL")
+    assert q(b, "*LRN? 0") == b"CL\r\n"
+
+
+@pytest.mark.parametrize("pt,ok", [("PT 0,1e-3,2e-3", False), ("PT 0,1e-3,5e-3", True), ("PT 0,1e-6,5e-3", False),
+                                   ("PT 0,4e-3,5e-3", False), ("PT 0,4e-3,6e-3", True), ("PT -1,1e-3,5e-3", False),
+                                   ("PT 0,1e-3,6", False), ("PT 0,1e-3", True)])
+def test_b1500_enforces_the_pt_rules(pt, ok):
+    """Period 5 ms..5 s and >= width + 2 ms, width 0.5 ms..2 s, hold 0..655.35 s."""
+    b = SimB1500(make_bench())
+    assert q(b, f"{pt};ERRX?").startswith(b"0," if ok else b"120,")
+
+
+def test_b1500_aperture_from_ait():
+    b = SimB1500(make_bench())
+    assert q(b, "AIT 0,3,5e-3;ERRX?").startswith(b"0,") and b.aperture == 5e-3
+    assert q(b, "AIT 0,3,0.5;ERRX?").startswith(b"120,")
+
+
+def test_b2900_list_reaches_one_cell_per_point_only_with_the_trigger_output():
+    """Without :TRIG:TRAN:TOUT ON on the wired line the board never steps: the whole list lands
+    on one cell, as on a real bench."""
+    for tout, expect in (("", 0), (":TRIG1:TRAN:TOUT ON;:TRIG1:TRAN:TOUT:SIGN EXT2;", 0),
+                         (":TRIG1:TRAN:TOUT ON;:TRIG1:TRAN:TOUT:SIGN EXT1;", 3)):
+        bench = make_bench()
+        board = SimArrayBoard(bench, (16, 16))
+        smu = SimB2900(bench)
+        hexes = "".join(f"{r:04X}{c:04X}0000" for r, c in [(0, 0), (1, 2), (3, 3)])
+        q(board, frame(f"LOAD 0 3 {hexes}"))
+        q(smu, f":SOUR1:VOLT:TRIG 0.1;:TRIG1:SOUR TIM;:TRIG1:TIM 2e-3;:TRIG1:COUN 3;{tout}:INIT (@1)")
+        assert board.triggers == expect
+
+
+def test_b2900_refuses_pulses_below_50_us_and_reports_per_point_status():
+    smu = SimB2900(make_bench())
+    assert q(smu, ":SOUR1:PULS:WIDT 1e-6;:SYST:ERR?") == b'-222,"Data out of range"\n'
+    assert q(smu, ":SOUR1:PULS:WIDT 5e-5;:SYST:ERR:COUN?") == b"+0\n"
+    q(smu, ":FORM:ELEM:SENS CURR,STAT;:SENS1:CURR:PROT 1e-12;:SOUR1:VOLT:TRIG 0.1;:TRIG1:COUN 2;:INIT (@1)")
+    vals = [float(x) for x in q(smu, ":FETC:ARR? (@1)").decode().strip().split(",")]
+    assert len(vals) == 4  # (current, status) per point
 
 
 def test_switch_matrix_routes_exactly_one_cell():
@@ -146,3 +184,21 @@ def test_sim_transport_counts_round_trips():
     t.write("*RST")
     assert t.query("*OPC?") == "1"
     assert (t.traffic.queries, smu.counters.replies, smu.counters.messages) == (1, 1, 2)
+
+
+def test_b2900_gate_list_steps_with_the_bit_line_only_when_both_share_the_trigger_setup():
+    """Programming Guide, synchronizing channels: same source, timer, count and delays, one :INIT."""
+    seen = {}
+    for name, gate_trig in (("same", ":TRIG2:SOUR TIM;:TRIG2:TIM 1e-3;:TRIG2:COUN 3"),
+                            ("other timer", ":TRIG2:SOUR TIM;:TRIG2:TIM 3e-3;:TRIG2:COUN 3"),
+                            ("default source", ":TRIG2:COUN 3")):
+        bench = make_bench()
+        smu = SimB2900(bench)
+        got = []
+        bench.measure_points = lambda v, g, a, c, edges=False: (got.append(g.copy()), (np.zeros(v.size), np.zeros(v.size, bool)))[1]
+        q(smu, ":SOUR1:VOLT:TRIG 0.1;:TRIG1:SOUR TIM;:TRIG1:TIM 1e-3;:TRIG1:COUN 3;"
+               f":SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT 1,2,3;{gate_trig};:INIT (@1,2)")
+        seen[name] = got[0].tolist()
+    assert seen["same"] == [1.0, 2.0, 3.0]
+    assert seen["other timer"] == [1.0, 1.0, 1.0]
+    assert seen["default source"] == [3.0, 3.0, 3.0]

@@ -29,7 +29,7 @@ def test_consolidation_hand_computed_unequal_levels():
     w = np.array([0.0, 0.3, 1.0, -0.2, -1.0, 2.0])
     expected = [0.0, 0.6 / 1.6, 1.0, 0.4 / 1.4, 1.0, (1.6 + 1.0 / 0.7) / 1.6]
     np.testing.assert_allclose(consolidation(w, Q, "interval"), expected, atol=1e-12)
-    # the FINDINGS variant: |w| / max|Q|
+    # the weight-unit variant (unit="weight"): |w| / max|Q|
     np.testing.assert_allclose(consolidation(w, Q, "weight"), np.abs(w), atol=1e-12)
 
 

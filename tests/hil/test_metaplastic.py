@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from hil.experiments.config import ConfigError, load_config, parse_config
-from hil.experiments.metaplastic import MetaplasticRun, resume_experiment, run_experiment
+from hil.experiments import runner
+from hil.experiments.metaplastic import MetaplasticExperiment
 from hil.store import open_run
 
 
@@ -54,7 +55,7 @@ def test_missing_full_dataset_leaves_no_run_file(tmp_path, monkeypatch):
     monkeypatch.delenv("HIL_DATA_DIR", raising=False)
     cfg = small(tmp_path, "nodata", dataset={"source": "full", "data_dir": str(tmp_path / "empty")})
     with pytest.raises(FileNotFoundError, match="HIL_DATA_DIR"):
-        run_experiment(cfg, progress=False)
+        runner.start(MetaplasticExperiment, cfg, progress=False)
     assert not (tmp_path / "nodata.h5").exists()
 
 
@@ -70,11 +71,12 @@ def test_examples_validate():
 
 def test_resumed_run_is_bit_identical(tmp_path):
     cfg = small(tmp_path, "full")
-    whole = run_experiment(cfg, progress=False)
+    whole = runner.start(MetaplasticExperiment, cfg, progress=False).experiment.result()
     cfg_i = small(tmp_path, "interrupted")
-    part = run_experiment(cfg_i, progress=False, stop_after_epochs=1)
+    # stages: the initial programming, then one per epoch: stop after the first epoch
+    part = runner.start(MetaplasticExperiment, cfg_i, progress=False, stop_after=2).experiment.result()
     assert part.epochs_done == 1
-    resumed = resume_experiment(tmp_path / "interrupted.h5", progress=False)
+    resumed = runner.resume(tmp_path / "interrupted.h5", progress=False).experiment.result()
     assert resumed.epochs_done == 3
     for a, b in zip(whole.w_h, resumed.w_h):
         np.testing.assert_array_equal(a, b)
@@ -104,7 +106,7 @@ def test_forgetting_without_metaplasticity_retention_with_it(tmp_path):
             learning={"rule": rule, "m_star": 10.0, "lr": 0.01, "lr_bn": 0.01, "batch_size": 20},
             device={"backend": "software"},
         )
-        finals[rule] = run_experiment(cfg, progress=False).final
+        finals[rule] = runner.start(MetaplasticExperiment, cfg, progress=False).summary
     print(finals)
     assert finals["plain"]["mnist"] < 0.5
     assert finals["metaplastic"]["mnist"] > 0.7
@@ -119,3 +121,25 @@ def test_memory_accounting():
     assert m["qnn_weights"] == 784 * 1024 + 1024 * 10
     assert m["bnn_weights"] == 784 * 4096 + 4096 * 4096 + 4096 * 10
     assert m["bnn_over_qnn_total"] == pytest.approx(33 * m["bnn_weights"] / (35 * m["qnn_weights"]))
+
+
+def test_memory_accounting_with_optimiser_state_and_devices():
+    from hil.experiments.metaplastic import memory_bits, memory_lines
+
+    m = memory_bits((784, 1024, 10), 8, devices_per_weight=2)
+    n_q, n_b = m["qnn_weights"], m["bnn_weights"]
+    assert m["qnn_devices"] == 2 * n_q
+    assert m["bnn_over_qnn_with_optimiser"] == pytest.approx((33 + 64) * n_b / ((35 + 64) * n_q))
+    text = "\n".join(memory_lines(m))
+    assert "15x" in text and "Adam" in text and f"{m['bnn_over_qnn_total']:.1f}x" in text
+
+
+def test_technology_choices_come_from_the_presets(tmp_path):
+    from drivers.sim.presets import PRESETS
+
+    with pytest.raises(ConfigError) as err:
+        small(tmp_path, "x", device={"technology": "gaas"})
+    assert f"one of {sorted(PRESETS)}" in str(err.value)
+    with pytest.raises(ConfigError, match=r"device.levels_uS = \[\] .* 'siox' has no default levels"):
+        small(tmp_path, "x", device={"technology": "siox"})
+    assert small(tmp_path, "x", device={"technology": "siox", "levels_uS": [30, 60, 90, 120]}).device.technology == "siox"

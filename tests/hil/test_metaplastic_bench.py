@@ -14,7 +14,8 @@ import pytest
 from drivers.bench import BenchArray, load_bench
 from drivers.sim.server import build_sim_bench
 from hil.experiments.config import ConfigError, parse_config
-from hil.experiments.metaplastic import run_experiment
+from hil.experiments import runner
+from hil.experiments.metaplastic import MetaplasticExperiment
 from hil.store import open_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,13 +47,14 @@ def test_metaplastic_run_on_bench_arrays_through_the_protocols(tmp_path):
     cfg = parse_config(config(tmp_path, bench_files(tmp_path)))
     sims = [build_sim_bench(load_bench(path)) for path in cfg.device.bench]
     arrays = [BenchArray.from_config(load_bench(path), s.transports()) for path, s in zip(cfg.device.bench, sims)]
-    result = run_experiment(cfg, progress=False, arrays=arrays)
+    result = runner.start(MetaplasticExperiment, cfg, progress=False,
+                          arrays={f"layer{l}": a for l, a in enumerate(arrays)}).experiment.result()
     assert result.epochs_done == 2 and len(result.accuracy) == 2
     # the measured-conductance network learns as the software QNN of the same config does
     software = config(tmp_path, [])
     software["device"] = {"backend": "software"}
     software["out"] = str(tmp_path / "software.h5")
-    reference = run_experiment(parse_config(software), progress=False)
+    reference = runner.start(MetaplasticExperiment, parse_config(software), progress=False).experiment.result()
     assert result.accuracy[0]["mnist"] > 0.4
     assert abs(result.accuracy[0]["mnist"] - reference.accuracy[0]["mnist"]) < 0.15
     assert all(s.smu.counters.messages > 100 and s.router.counters.messages > 10 for s in sims)
@@ -68,7 +70,7 @@ def test_bench_files_must_fit_the_layers(tmp_path):
     wrong = bench_files(tmp_path, [(784, 5), (8, 10)])
     cfg = parse_config(config(tmp_path, wrong))
     with pytest.raises(ValueError, match=r"device.bench\[0\] = .*bench.shape = \[784, 5\], layer 0 needs an array of shape \[784, 8\]"):
-        run_experiment(cfg, progress=False)
+        runner.start(MetaplasticExperiment, cfg, progress=False)
     assert not Path(cfg.out).exists()
 
 

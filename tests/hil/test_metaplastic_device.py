@@ -72,3 +72,44 @@ def test_epoch_reread_refreshes_drifted_cells():
     n = dev.reread([idx])
     assert n >= 1
     assert abs(dev.weights()[0][r, c] - mapping.weight_levels[idx[r, c]]) < 0.13
+
+
+def test_sessions_are_split_into_level_changes_retries_and_refreshes():
+    import dataclasses
+
+    dev, mapping, array, idx, rng = make(OffsetReferenceMapping)
+    initial_pulses = dev.pulses
+    dev.policy = dataclasses.replace(dev.policy, max_pulses=1)  # one pulse per session: many cells miss
+    new = idx.copy()
+    changed = (rng.random(idx.shape) < 0.2) & ~dev.defective[0]
+    new[changed] = np.where(new[changed] < 7, new[changed] + 1, new[changed] - 1)
+    dev.update(0, [new], [changed])
+    s = dev.sessions
+    np.testing.assert_array_equal(s["level"][0], changed.astype(np.int32))
+    assert s["retry"][0].sum() == 0 and s["refresh"][0].sum() == 0
+    missed = dev.pending[0].copy()
+    assert 0 < missed.sum() < changed.sum()
+    dev.flush([new])  # the missed cells again, same level: retries
+    np.testing.assert_array_equal(s["retry"][0], missed.astype(np.int32))
+    np.testing.assert_array_equal(s["level"][0], changed.astype(np.int32))
+    # a missed cell whose level changes again is a level change, not a retry
+    still = np.argwhere(dev.pending[0])
+    if still.size:
+        r, c = still[0]
+        again = np.zeros_like(changed)
+        again[r, c] = True
+        new[r, c] = 0 if new[r, c] else 7
+        retries = s["retry"][0][r, c]
+        dev.update(1, [new], [again])
+        assert s["retry"][0][r, c] == retries and s["level"][0][r, c] == 2
+    before_refresh = s["refresh"][0].sum()
+    dev.policy = dataclasses.replace(dev.policy, max_pulses=20)
+    ok = np.argwhere(~dev.defective[0] & ~dev.pending[0] & (new < 6))[0]
+    mask = np.zeros(array.shape, bool)
+    mask[tuple(ok)] = True
+    array.reset_pulse(mask)  # a disturb behind the host's back
+    dev.reread([new])
+    assert s["refresh"][0][tuple(ok)] == 1 and s["refresh"][0].sum() > before_refresh
+    np.testing.assert_array_equal(dev.reprogrammed[0], s["level"][0] + s["retry"][0] + s["refresh"][0])
+    assert sum(dev.pulses_by_kind.values()) == dev.pulses - initial_pulses
+    assert min(dev.pulses_by_kind.values()) > 0

@@ -71,11 +71,17 @@ class SimArrayBoard(SimInstrument):
             self.dac = int(g)
 
     # ------------------------------------------------------------------ router interface
-    def point_gates(self, n: int) -> np.ndarray | None:
+    def _entries_at(self, n: int, edges: bool) -> np.ndarray:
+        """List entry reached by each of ``n`` points: with a trigger edge at the start of each
+        point the list advances first; without edges it stays where it is."""
+        step = 1 + np.arange(n) if edges else np.zeros(n, dtype=np.int64)
+        return (self.pointer + step) % self.armed
+
+    def point_gates(self, n: int, edges: bool = False) -> np.ndarray | None:
         if self.gate_external:
             return None
         if self.armed:
-            k = (self.pointer + np.arange(n)) % self.armed
+            k = self._entries_at(n, edges)
             codes = self.list[k, 2]
         else:
             codes = np.full(n, self.dac)
@@ -87,15 +93,16 @@ class SimArrayBoard(SimInstrument):
         inside = (rows >= 0) & (rows < arows) & (cols >= 0) & (cols < acols)
         return np.where(inside, rows * acols + cols, -1)
 
-    def point_cells(self, n: int) -> np.ndarray:
+    def point_cells(self, n: int, edges: bool = False) -> np.ndarray:
         if self.armed:
-            k = (self.pointer + np.arange(n)) % self.armed
+            k = self._entries_at(n, edges)
             cells = self._flat(self.list[k, 0], self.list[k, 1])
-            self.pointer = int((self.pointer + n) % self.armed)
-            self.triggers += n
-            self._apply_entry()
+            if edges:
+                self.pointer = int((self.pointer + n) % self.armed)
+                self.triggers += n
+                self._apply_entry()
             return cells
-        self.triggers += n
+        self.triggers += n if edges else 0
         if self.wl >= 0 and self.bl >= 0 and self.sl == self.wl:
             return self._flat(np.full(n, self.wl), np.full(n, self.bl))
         return np.full(n, -1)

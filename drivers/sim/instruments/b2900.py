@@ -6,14 +6,25 @@ has one): ``*IDN? *RST *CLS *OPC? *WAI``, ``:SYST:ERR[:NEXT]? / :ALL? / :COUN?``
 base), ``:SOUR:VOLT:TRIG <v>`` (triggered / pulse peak), ``:SOUR:VOLT:MODE FIX|LIST``,
 ``:SOUR:LIST:VOLT <v,...>``, ``:SOUR:PULS:WIDT <s>``, ``:SOUR:PULS:DEL <s>``,
 ``:SENS:CURR:PROT <A>``, ``:SENS:CURR:PROT:TRIP?``, ``:SENS:CURR:APER <s>``,
-``:SENS:FUNC "CURR"``, ``:TRIG:COUN <n>``, ``:TRIG:SOUR``, ``:TRIG:TRAN:TOUT[:SIGN]``,
-``:INIT [(@1,2)]``, ``:FETC:ARR:CURR? [(@n)]``, ``:FETC:ARR:VOLT?``, ``:MEAS:CURR? [(@n)]``,
-``:FORM[:DATA] ASC|REAL,64``, ``:FORM:BORD NORM|SWAP``, ``:OUTP ON|OFF``, ``:OUTP?``.
+``:SENS:FUNC "CURR"``, ``:TRIG[:ALL]:COUN|SOUR|TIM``, ``:TRIG:TRAN:DEL``, ``:TRIG:ACQ:DEL``,
+``:TRIG:TRAN:TOUT[:STAT] ON|OFF``, ``:TRIG:TRAN:TOUT:SIGN <line>``, ``:INIT [(@1,2)]``,
+``:FETC:ARR? [(@n)]`` (the ``:FORM:ELEM:SENS`` elements of every point), ``:FETC:ARR:CURR?``,
+``:FETC:ARR:VOLT?``, ``:MEAS:CURR? [(@n)]``, ``:FORM[:DATA] ASC|REAL,64``, ``:FORM:BORD NORM|SWAP``,
+``:FORM:ELEM:SENS CURR[,VOLT][,STAT]``, ``:OUTP ON|OFF``, ``:OUTP?``.
+
+It enforces the manual (``drivers/instruments/MANUALS.md``), not the driver's assumptions:
+pulse width 50 us..100000 s, aperture 8 us..2 s, list up to 2500 points, trigger count
+1..100000, timer 10 us..100000 s; a refused command queues its error code (-222 data out of
+range, -221 settings conflict, -113 undefined header, ...) and is not executed.
 
 ``:INIT`` runs one list (or fixed) sweep of ``TRIG:COUN`` points on the channel wired to the
-bit line; the gate channel (if any) steps through its own list in step. Each point reaches the
-cell that the router selects for it. A pulsed sweep programs; a DC sweep measures. The whole
-sweep is one vectorised call into the physics (see :class:`~.bench_state.SimBench`).
+bit line. The router steps one cell per point only if the bit-line channel's transient trigger
+output is on and routed to the line wired to the router (``SimBench.trigger_line``, ``EXT1``);
+otherwise every point lands on the cell the router holds, as on a real bench. The gate channel
+steps in step with the bit line only if both were initiated together with the same trigger
+source, timer, count and delays; otherwise its points run on their own clock. A pulsed sweep
+programs; a DC sweep measures. The whole sweep is one vectorised call into the physics (see
+:class:`~.bench_state.SimBench`).
 """
 
 from __future__ import annotations
@@ -34,6 +45,15 @@ MAX_LIST_POINTS = 2500
 MAX_VOLTAGE = 210.0
 #: Compliance range, A.
 MAX_COMPLIANCE = 3.03
+#: B2902A pulse width, aperture, trigger count and timer ranges (SCPI Command Reference).
+MIN_PULSE_WIDTH, MAX_PULSE_WIDTH = 50e-6, 100_000.0
+MIN_APERTURE, MAX_APERTURE = 8e-6, 2.0
+MAX_COUNT = 100_000
+MIN_TIMER, MAX_TIMER = 1e-5, 100_000.0
+MAX_DELAY = 100_000.0
+#: Status word bit of a point at current compliance (``:FORM:ELEM:SENS STAT``).
+STAT_CURRENT_COMPLIANCE = 8
+TRIGGER_SOURCES = ("AINT", "BUS", "TIM", "INT1", "INT2", "LAN") + tuple(f"EXT{k}" for k in range(1, 15))
 
 
 @dataclass
@@ -51,7 +71,14 @@ class SmuChannel:
     compliance: float = 1e-4
     aperture: float = 1e-3
     trig_count: int = 1
+    trig_source: str = "AINT"
+    timer: float = 1e-5
+    tran_delay: float = 0.0
+    acq_delay: float = 0.0
+    tout: bool = False
+    tout_signal: str = "EXT1"
     tripped: bool = False
+    buf_status: np.ndarray = field(default_factory=lambda: np.zeros(0))
     buf_current: np.ndarray = field(default_factory=lambda: np.zeros(0))
     buf_voltage: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
@@ -88,6 +115,7 @@ class SimB2900(ScpiInstrument):
         self.ch = {1: SmuChannel(), 2: SmuChannel()}
         self.form_real = False
         self.swap = False
+        self.elements = ("CURR", "VOLT")
         for c in self.ch.values():
             c.output = False
 
@@ -159,7 +187,7 @@ class SimB2900(ScpiInstrument):
             c.list_volt = values
             return None
         if nodes == ("PULS", "WIDT"):
-            c.width = _in_range(parse_number(args), 1e-8, 100.0)
+            c.width = _in_range(parse_number(args), MIN_PULSE_WIDTH, MAX_PULSE_WIDTH)
             return None
         if nodes == ("PULS", "DEL"):
             c.delay = _in_range(parse_number(args), 0.0, 100.0)
@@ -175,7 +203,7 @@ class SimB2900(ScpiInstrument):
         if nodes == ("CURR", "PROT", "TRIP") and query:
             return "1" if c.tripped else "0"
         if nodes == ("CURR", "APER"):
-            c.aperture = _in_range(parse_number(args), 8e-6, 2.0)
+            c.aperture = _in_range(parse_number(args), MIN_APERTURE, MAX_APERTURE)
             return None
         if nodes == ("FUNC",):
             if args.strip('"').upper() not in ("CURR", "CURRENT", "VOLT", "VOLTAGE"):
@@ -184,15 +212,33 @@ class SimB2900(ScpiInstrument):
         raise SimCommandError(-113, '"Undefined header"')
 
     def _trigger(self, nodes: tuple[str, ...], c: SmuChannel, query: bool, args: str) -> str | None:
+        if nodes[:1] == ("ALL",):
+            nodes = nodes[1:]
+        a = args.strip().upper()
         if nodes == ("COUN",):
-            n = int(parse_number(args))
-            if not 1 <= n <= 100000:
+            n = parse_number(args)
+            if n != int(n) or not 1 <= n <= MAX_COUNT:
                 raise SimCommandError(-222, '"Data out of range"')
-            c.trig_count = n
-            return None
-        if nodes in (("SOUR",), ("TRAN", "TOUT"), ("TRAN", "TOUT", "SIGN"), ("TRAN", "TOUT", "STAT")):
-            return None  # trigger routing is implicit in the simulated bench
-        raise SimCommandError(-113, '"Undefined header"')
+            c.trig_count = int(n)
+        elif nodes == ("SOUR",):
+            if a not in TRIGGER_SOURCES:
+                raise SimCommandError(-224, '"Illegal parameter value"')
+            c.trig_source = a
+        elif nodes == ("TIM",):
+            c.timer = _in_range(parse_number(args), MIN_TIMER, MAX_TIMER)
+        elif nodes == ("TRAN", "DEL"):
+            c.tran_delay = _in_range(parse_number(args), 0.0, MAX_DELAY)
+        elif nodes == ("ACQ", "DEL"):
+            c.acq_delay = _in_range(parse_number(args), 0.0, MAX_DELAY)
+        elif nodes in (("TRAN", "TOUT"), ("TRAN", "TOUT", "STAT")):
+            c.tout = _on_off(args)
+        elif nodes == ("TRAN", "TOUT", "SIGN"):
+            if a not in TRIGGER_SOURCES[3:] and a != "TOUT":
+                raise SimCommandError(-224, '"Illegal parameter value"')
+            c.tout_signal = a
+        else:
+            raise SimCommandError(-113, '"Undefined header"')
+        return None
 
     def _format(self, nodes: tuple[str, ...], args: str) -> None:
         a = args.upper().replace(" ", "")
@@ -203,6 +249,12 @@ class SimB2900(ScpiInstrument):
                 self.form_real = True
             else:
                 raise SimCommandError(-224, '"Illegal parameter value"')
+            return None
+        if nodes == ("ELEM", "SENS"):
+            elems = tuple(short for short in (e.strip().upper()[:4] for e in args.split(",")) if short)
+            if not elems or any(e not in ("CURR", "VOLT", "STAT", "TIME", "RES", "SOUR") for e in elems):
+                raise SimCommandError(-224, '"Illegal parameter value"')
+            self.elements = elems
             return None
         if nodes == ("BORD",):
             if a not in ("NORM", "NORMAL", "SWAP", "SWAPPED"):
@@ -225,36 +277,56 @@ class SimB2900(ScpiInstrument):
         if self.gate_channel is not None:
             g = self.ch[self.gate_channel]
             if self.gate_channel in chans:
-                if g.trig_count != npts:
-                    raise SimCommandError(-221, '"Settings conflict; trigger counts differ"')
-                v_gate = g.points(npts)
+                v_gate = self._gate_points(g, bl, npts, chans)
             else:
                 v_gate = np.full(npts, g.level if g.output else 0.0)
         if self.bitline_channel not in chans:
             return  # only the gate channel stepped: no cell is driven
         if np.any(np.abs(v_bl) > MAX_VOLTAGE):
             raise SimCommandError(-222, '"Data out of range"')
+        edges = bl.tout and bl.tout_signal == self.bench.trigger_line
+        period = bl.timer if bl.trig_source == "TIM" else 0.0
         if bl.shape == "PULS":
-            current, tripped = self.bench.pulse_points(v_bl, v_gate, bl.width, bl.compliance)
-            self.busy_time += npts * (bl.width + bl.delay)
+            current, tripped = self.bench.pulse_points(v_bl, v_gate, bl.width, bl.compliance, edges)
+            self.busy_time += npts * max(period, bl.tran_delay + bl.delay + bl.width)
         else:
-            current, tripped = self.bench.measure_points(v_bl, v_gate, bl.aperture, bl.compliance)
-            self.busy_time += npts * bl.aperture
-        bl.buf_current, bl.buf_voltage, bl.tripped = current, v_bl, tripped
+            current, tripped = self.bench.measure_points(v_bl, v_gate, bl.aperture, bl.compliance, edges)
+            self.busy_time += npts * max(period, bl.acq_delay + bl.aperture)
+        bl.buf_current, bl.buf_voltage, bl.tripped = current, v_bl, bool(np.any(tripped))
+        bl.buf_status = np.where(tripped, STAT_CURRENT_COMPLIANCE, 0).astype(float)
+
+    def _gate_points(self, g: SmuChannel, bl: SmuChannel, npts: int, chans: list[int]) -> np.ndarray:
+        """Gate level at each bit-line point. In step only when both channels share the
+        trigger set-up (Programming Guide, synchronizing channels); otherwise the gate runs on
+        its own: with its own timer, or (not timer-triggered) straight to its last point."""
+        values = g.points(g.trig_count)
+        same = (g.trig_source, g.timer, g.trig_count, g.tran_delay, g.acq_delay) == (
+            bl.trig_source, bl.timer, bl.trig_count, bl.tran_delay, bl.acq_delay)
+        if same and bl.trig_source == "TIM":
+            return values
+        if g.trig_source == "TIM" and bl.trig_source == "TIM":
+            k = np.floor(np.arange(npts) * bl.timer / g.timer).astype(np.int64)
+            return values[np.minimum(k, values.size - 1)]
+        return np.full(npts, values[-1])
 
     def _fetch(self, nodes: tuple[str, ...], args: str) -> str | bytes:
         chans = parse_channel_list(args) if args else [1]
         if len(chans) != 1:
             raise SimCommandError(-108, '"Parameter not allowed; one channel per fetch in the simulator"')
         c = self._chan(chans[0])
+        if c.buf_current.size == 0:
+            raise SimCommandError(-230, '"Data corrupt or stale; no data"')
         if nodes == ("ARR", "CURR"):
             data = c.buf_current
         elif nodes == ("ARR", "VOLT"):
             data = c.buf_voltage
+        elif nodes == ("ARR",):
+            cols = {"CURR": c.buf_current, "VOLT": c.buf_voltage, "STAT": c.buf_status}
+            if any(e not in cols for e in self.elements):
+                raise SimCommandError(-221, '"Settings conflict; element not simulated"')
+            data = np.stack([cols[e] for e in self.elements], axis=1).reshape(-1)
         else:
             raise SimCommandError(-113, '"Undefined header"')
-        if data.size == 0:
-            raise SimCommandError(-230, '"Data corrupt or stale; no data"')
         return self._encode(data)
 
     def _measure(self, nodes: tuple[str, ...], args: str) -> str | bytes:
@@ -269,7 +341,8 @@ class SimB2900(ScpiInstrument):
         if self.gate_channel is not None:
             g = self.ch[self.gate_channel]
             v_gate = np.array([g.level if g.output else 0.0])
-        current, c.tripped = self.bench.measure_points(np.array([c.level]), v_gate, c.aperture, c.compliance)
+        current, tripped = self.bench.measure_points(np.array([c.level]), v_gate, c.aperture, c.compliance)
+        c.tripped = bool(np.any(tripped))
         self.busy_time += c.aperture
         return self._encode(current)
 

@@ -35,10 +35,11 @@ I_OPEN = 0.0
 class SimRouter(Protocol):
     """What a simulated router tells the bench about a run of ``n`` source/measure points."""
 
-    def point_cells(self, n: int) -> np.ndarray:
-        """Flat cell index reached by each of the next ``n`` points (-1: no cell); advances."""
+    def point_cells(self, n: int, edges: bool = False) -> np.ndarray:
+        """Flat cell index reached by each of the next ``n`` points (-1: no cell); advances.
+        ``edges``: the SMU sends the router one trigger edge at the start of each point."""
 
-    def point_gates(self, n: int) -> np.ndarray | None:
+    def point_gates(self, n: int, edges: bool = False) -> np.ndarray | None:
         """Gate voltage (V) the router itself applies at each of the next ``n`` points, or
         ``None`` when the gate comes from an SMU channel. Does not advance (call before
         :meth:`point_cells`)."""
@@ -58,6 +59,8 @@ class SimBench:
         self.technology = technology
         self.timing = timing or BenchTiming()
         self.router: SimRouter | None = None
+        #: Digital I/O line of the SMU wired to the router's trigger input.
+        self.trigger_line = "EXT1"
         self.bench_time = 0.0
         self.points = 0  # source/measure points executed
 
@@ -73,17 +76,18 @@ class SimBench:
         self.bench_time += per_point * n
         self.physics.advance(self.bench_time - self.physics.t)
 
-    def _cells(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _cells(self, n: int, edges: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if self.router is None:
             return np.full(n, -1), None
-        gates = self.router.point_gates(n)
-        return np.asarray(self.router.point_cells(n)), gates
+        gates = self.router.point_gates(n, edges)
+        return np.asarray(self.router.point_cells(n, edges)), gates
 
     # ------------------------------------------------------------------ operations
     def pulse_points(
-        self, v_pulse: np.ndarray, v_gate: np.ndarray | None, width: float, compliance: float
-    ) -> tuple[np.ndarray, bool]:
-        """Apply one pulse per point (points in order) and return (current at the peak, tripped).
+        self, v_pulse: np.ndarray, v_gate: np.ndarray | None, width: float, compliance: float, edges: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Apply one pulse per point (points in order) and return (current at the peak, tripped
+        per point).
 
         Args:
             v_pulse: pulse amplitude per point, V (> 0 SET/forming, < 0 RESET, 0 nothing).
@@ -95,13 +99,13 @@ class SimBench:
         instrument cannot know the user's intent; the device's state decides).
         """
         n = v_pulse.size
-        cells, router_gates = self._cells(n)
+        cells, router_gates = self._cells(n, edges)
         gates = router_gates if router_gates is not None else v_gate
         if gates is None:
             gates = np.zeros(n)
         ok = cells >= 0
         current = np.zeros(n)
-        tripped = False
+        tripped = np.zeros(n, bool)
         tr = self.technology.transistor
         p = self.physics
         for sign in (1, -1):
@@ -115,7 +119,7 @@ class SimBench:
                 clamp = compliance < i_c  # the SMU, not the transistor, limits the current
                 vg_eff = np.where(clamp, tr.gate_for(np.minimum(compliance, i_c)), vg)
                 i_peak = np.minimum(np.minimum(g * vp, i_c), compliance)
-                tripped |= bool(np.any(np.minimum(g * vp, i_c) > compliance))
+                tripped[sel] = np.minimum(g * vp, i_c) > compliance
                 was_formed = p.formed[idx].copy()
                 p.set(idx, vg_eff, vp, width)
                 first = ~was_formed  # forming pulses: count them as such
@@ -126,7 +130,7 @@ class SimBench:
                 clamp = i_need > compliance  # the source sags to hold the compliance
                 vs_eff = np.where(clamp, -compliance / np.maximum(g, 1e-30), vp)
                 i_peak = -np.minimum(i_need, compliance)
-                tripped |= bool(np.any(clamp))
+                tripped[sel] = clamp
                 p.reset(idx, vs_eff, vg, width)
             current[sel] = i_peak
         self.points += n
@@ -134,15 +138,15 @@ class SimBench:
         return current, tripped
 
     def measure_points(
-        self, v_read: np.ndarray, v_gate: np.ndarray | None, aperture: float, compliance: float
-    ) -> tuple[np.ndarray, bool]:
-        """Measure the current of one cell per point at ``v_read`` (V); returns (A, tripped).
+        self, v_read: np.ndarray, v_gate: np.ndarray | None, aperture: float, compliance: float, edges: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Measure the current of one cell per point at ``v_read`` (V); returns (A, tripped per point).
 
         One vectorised :meth:`ArrayPhysics.read` call per distinct read voltage. A cell whose
         transistor is off (gate below threshold) conducts nothing.
         """
         n = v_read.size
-        cells, router_gates = self._cells(n)
+        cells, router_gates = self._cells(n, edges)
         gates = router_gates if router_gates is not None else v_gate
         ok = cells >= 0
         current = np.full(n, I_OPEN)
@@ -155,7 +159,7 @@ class SimBench:
         if gates is not None:
             on = self.technology.transistor.compliance(np.asarray(gates, dtype=float)) > 0
             current = np.where(on, current, I_OPEN)
-        tripped = bool(np.any(np.abs(current) > compliance))
+        tripped = np.abs(current) > compliance
         current = np.clip(current, -compliance, compliance)
         self.points += n
         timing = replace(self.timing, aperture=float(np.clip(aperture, BenchTiming.MIN_APERTURE, BenchTiming.MAX_APERTURE)))

@@ -89,8 +89,8 @@ class SimSwitchMatrix(ScpiInstrument):
             return wl[0] * cols + bl[0]
         return -1
 
-    def point_gates(self, n: int) -> np.ndarray | None:
+    def point_gates(self, n: int, edges: bool = False) -> np.ndarray | None:
         return None  # the gate comes through the matrix from an SMU channel
 
-    def point_cells(self, n: int) -> np.ndarray:
+    def point_cells(self, n: int, edges: bool = False) -> np.ndarray:
         return np.full(n, self._connected_cell())
