@@ -35,7 +35,7 @@ from hil.experiments.characterise import (
     load_characterisation,
 )
 from hil.store import RunStore, check_writable
-from hil.verify_spread import MILO_LIKE, measure_spread
+from hil.verify_spread import MILO_LEVELS, MILO_LIKE, measure_spread
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
                 usable = ~data.excluded_mask().reshape(array.shape)
                 levels_data = characterise_levels(array, table.v_gate, table.lcs_v_stop, mask=usable, store=store)
                 table = apply_levels(table, levels_data)
-                spread = measure_spread(array, mask=usable)
-                for g, sig in zip(spread.g_target, spread.sigma):
+                low, high = tech.g_window
+                compare = tuple(g for g in MILO_LEVELS if low <= g <= high)
+                spread = measure_spread(array, compare, mask=usable) if len(compare) >= 2 else None
+                for g, sig in zip(spread.g_target, spread.sigma) if spread is not None else ():
                     store.metric(f"spread_sigma_{g * 1e6:.0f}uS", 0, 0, float(sig))
                 arrays, attrs = table.to_store()
                 store.save_calibration(arrays, attrs)

@@ -49,3 +49,22 @@ def test_milo_line_range_checked():
     assert milo_igvva_sigma(100e-6) == pytest.approx(4.782e-6 - 0.009107 * 100e-6)
     with pytest.raises(ValueError, match="range of Milo"):
         milo_igvva_sigma(25e-6)
+
+
+def test_calibrate_draws_the_spread_beside_the_line(tmp_path, capsys):
+    from hil.cli import main
+
+    out = tmp_path / "t.h5"
+    assert main(["calibrate", "--sim", "hfo2", "--shape", "12x12", "--seed", "3", "--boot", "30",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "vs Milo et al. IRPS 2021 Fig. 4" in text
+    rows = [l.split() for l in text.splitlines() if l.strip().startswith(("50µS", "100µS", "150µS", "200µS"))]
+    assert len(rows) == 4
+    png = tmp_path / "t_spread.png"
+    assert png.stat().st_size > 10_000
+    from hil.store import open_run
+
+    with open_run(tmp_path / "t_char.h5") as run:
+        sigma = run.metric("spread_sigma_100uS")["value"][0]
+    assert 1e-6 < sigma < 10e-6
