@@ -141,7 +141,8 @@ HFO2_TECHNOLOGY = Technology(
     g_window=(20e-6, 260e-6),
     # [META] Fig. 4b: 8 HCS levels set by I_CC; here I_CC = 10, 20, ... 80 uA -> G = I_CC / V0.
     levels=tuple(i * 10e-6 / 0.4 for i in range(1, 9)),
-    reference="[META] Fig. 4b trends; magnitudes from HfO2 1T1R literature (see drivers.sim.presets)",
+    reference="[META] Fig. 4b trends; spread after program-and-verify [MILO] Fig. 4, relaxation [ESM]; "
+              "other magnitudes from HfO2 1T1R literature (see drivers.sim.presets)",
 )
 
 # ---------------------------------------------------------------------------------- SiOx
