@@ -41,6 +41,7 @@ import numpy as np
 from drivers.array import CrossbarArray
 from drivers.limits import SafetyLimits
 from drivers.pulse_source import PulserConfig, cell_to_pulse_amplitude, make_pulser, parse_pulser
+from drivers.sim.presets import PRESETS
 from drivers.technology import Technology, Transistor
 from drivers.timing import BenchTiming
 from drivers.transport import SerialTransport, Transport, VisaTransport
@@ -315,7 +316,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
     sim_section = data.get("sim", {})
     _check_keys(sim_section, "sim", {f.name for f in fields(SimConfig)})
     sim = SimConfig(
-        physics=_str(sim_section, "physics", "sim", ("hfo2", "siox"), technology.name if technology.name in ("hfo2", "siox") else "hfo2"),
+        physics=_str(sim_section, "physics", "sim", tuple(sorted(PRESETS)), technology.name if technology.name in PRESETS else "hfo2"),
         seed=_num(sim_section, "seed", "sim", 0, 2**32 - 1, 0, integer=True),
         host=_str(sim_section, "host", "sim", default="127.0.0.1"),
         smu_port=_num(sim_section, "smu_port", "sim", 0, 65535, 5025, integer=True),
