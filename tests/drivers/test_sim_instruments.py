@@ -152,6 +152,22 @@ def test_b2900_refuses_pulses_below_50_us_and_reports_per_point_status():
     assert len(vals) == 4  # (current, status) per point
 
 
+def test_b2900_status_word_marks_compliance_in_bits_1_2_and_timer_min_is_20_us():
+    """B2900 SCPI Command Reference Ed. 2, p. 1-14, Table 1-2 (compliance = bits 1-2, bit 3 is
+    over voltage); B2900A data sheet p. 17 (B2902A trigger interval from 20 us)."""
+    bench = make_bench()
+    m = SimSwitchMatrix(bench, MatrixWiring())
+    smu = SimB2900(bench)
+    q(m, ":ROUT:CLOS (@00103,00210,00318)")
+    q(smu, ":SOUR2:VOLT 2.5;:OUTP2 ON")
+    q(smu, ":FORM:ELEM:SENS CURR,STAT;:SENS1:CURR:PROT 1e-12;:SOUR1:VOLT:TRIG 0.1;:OUTP1 ON;:TRIG1:COUN 2;:INIT (@1)")
+    vals = [float(x) for x in q(smu, ":FETC:ARR? (@1)").decode().strip().split(",")]
+    words = [int(w) for w in vals[1::2]]
+    assert all(w & 0b110 for w in words) and not any(w & 0b111000 for w in words)
+    assert q(smu, ":TRIG1:TIM 15e-6;:SYST:ERR?") == b'-222,"Data out of range"\n'
+    assert q(smu, ":TRIG1:TIM 20e-6;:SYST:ERR:COUN?") == b"+0\n"
+
+
 def test_switch_matrix_routes_exactly_one_cell():
     bench = make_bench()
     m = SimSwitchMatrix(bench, MatrixWiring())
