@@ -116,9 +116,12 @@ def test_b1500_flex_output_format_and_errors():
 
 @pytest.mark.parametrize("pt,ok", [("PT 0,1e-3,2e-3", False), ("PT 0,1e-3,5e-3", True), ("PT 0,1e-6,5e-3", False),
                                    ("PT 0,4e-3,5e-3", False), ("PT 0,4e-3,6e-3", True), ("PT -1,1e-3,5e-3", False),
-                                   ("PT 0,1e-3,6", False), ("PT 0,1e-3", True)])
+                                   ("PT 0,1e-3,6", False), ("PT 0,1e-3", True),
+                                   ("PT 0,0.2,0.205", False), ("PT 0,0.2,0.21", True), ("PT 0,0.2,0", True),
+                                   ("PT 0,0.1,0.102", True)])
 def test_b1500_enforces_the_pt_rules(pt, ok):
-    """Period 5 ms..5 s and >= width + 2 ms, width 0.5 ms..2 s, hold 0..655.35 s."""
+    """Period 5 ms..5 s and >= width + 2 ms (width + 10 ms above 100 ms; 0 = automatic), width
+    0.5 ms..2 s, hold 0..655.35 s (E5260/E5270 Programming Guide Ed. 4, p. 4-90, PT)."""
     b = SimB1500(make_bench())
     assert q(b, f"{pt};ERRX?").startswith(b"0," if ok else b"120,")
 

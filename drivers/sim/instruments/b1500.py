@@ -40,6 +40,9 @@ MODULE_LIMITS = {"B1517A": (100.0, 0.1, 5e-4), "B1511A": (100.0, 0.1, 5e-4)}
 CHANNEL_LETTERS = "ABCDEFGHIJ"
 MAX_PULSE_WIDTH = 2.0
 MIN_PERIOD, MAX_PERIOD, PERIOD_MARGIN, MAX_HOLD = 5e-3, 5.0, 2e-3, 655.35
+#: Widths above 100 ms need period >= width + 10 ms; period 0 (or omitted) means automatic
+#: (Keysight E5260/E5270 Programming Guide, Edition 4, p. 4-90, PT; same FLEX command).
+LONG_PULSE, LONG_PERIOD_MARGIN = 0.1, 10e-3
 MIN_AIT, MAX_AIT = 2e-6, 20e-3
 #: Error codes queued for ERRX? (B1500 Programming Guide, "Error Codes").
 E_UNDEFINED, E_PARAMETER, E_NOT_ALLOWED, E_CHANNEL = 100, 120, 150, 200
@@ -224,11 +227,14 @@ class SimB1500(SimInstrument):
             if len(a) < 2:
                 raise SimCommandError(E_PARAMETER, '"Incorrect numeric parameter"')
             hold, width = _num(a[0]), _num(a[1])
-            period = _num(a[2]) if len(a) > 2 else max(MIN_PERIOD, width + PERIOD_MARGIN)
+            margin = LONG_PERIOD_MARGIN if width > LONG_PULSE else PERIOD_MARGIN
+            period = _num(a[2]) if len(a) > 2 else 0.0
+            if period == 0:
+                period = max(MIN_PERIOD, width + margin)
             min_width = min(lim[2] for lim in MODULE_LIMITS.values())
             if not min_width <= width <= MAX_PULSE_WIDTH:
                 raise SimCommandError(E_PARAMETER, '"Incorrect numeric parameter; pulse width"')
-            if not (MIN_PERIOD <= period <= MAX_PERIOD and period >= width + PERIOD_MARGIN):
+            if not (MIN_PERIOD <= period <= MAX_PERIOD and period >= width + margin - 1e-9):
                 raise SimCommandError(E_PARAMETER, '"Incorrect numeric parameter; pulse period"')
             if not 0 <= hold <= MAX_HOLD:
                 raise SimCommandError(E_PARAMETER, '"Incorrect numeric parameter; hold time"')

@@ -104,6 +104,18 @@ def test_pulse_hold_and_period_are_validated_before_sending(kw):
     assert t.traffic.entries == []
 
 
+def test_long_pulses_need_a_10_ms_period_margin():
+    """PT: period >= width + 10 ms for width > 100 ms (E5260/E5270 Programming Guide Ed. 4,
+    p. 4-90, FLEX PT). The old rule (width + 2 ms for every width) let 0.205 s for 0.2 s through."""
+    assert pulse_period(0.1) == pytest.approx(0.102) and pulse_period(0.2) == pytest.approx(0.21)
+    t = ExpectedTransport(INIT, read_termination="\r\n")
+    b = B1500(t, SafetyLimits(max_v_pulse=5.0, max_v_gate=3.0, max_v_read=0.3, max_compliance=1e-3, max_width=1.0))
+    t.traffic.clear()
+    with pytest.raises(SafetyLimitError, match="period"):
+        b.pulsed_spot(2.0, 0.2, 1e-3, period=0.205)
+    assert t.traffic.entries == []
+
+
 def test_read_one_sends_the_aperture():
     """Defect: ``read_one`` validated an aperture but never sent ``AV``/``AIT``."""
     script = [("DV 2,0,2.500000e+00,1.000000e-03;" + READ + ";ERRX?", "NAI+010.000E-06\r\n" + OK)]
