@@ -84,7 +84,9 @@ MIN_AIT_TIME, MAX_AIT_TIME = 2e-6, 20e-3
 MAX_SWEEP_STEPS = 10001
 MAX_WT_HOLD, MAX_WT_DELAY = 655.35, 65.535
 
-_VALUE = r"[+-]\d{3}\.\d{3}E[+-]\d{2}"
+#: The 12-character FMT 1 value: ``sn.nnnnnEsnn``, ``snn.nnnnEsnn`` or ``snnn.nnnEsnn`` (Keysight
+#: E5260/E5270 Programming Guide, Edition 4, p. 1-27, Data Elements "D"; the FLEX ASCII format).
+_VALUE = r"[+-](?:\d\.\d{5}|\d{2}\.\d{4}|\d{3}\.\d{3})E[+-]\d{2}"
 _DATUM = re.compile(rf"([NCTVXFGS])([A-J])([IV])({_VALUE})")
 _BAD_STATUS = {
     "T": "another channel reached its compliance",

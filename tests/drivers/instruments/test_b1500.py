@@ -183,6 +183,10 @@ def test_wrong_channel_in_reply_is_a_protocol_error():
     ("NAV+001.500E+00", [("N", 1, "V", 1.5)]),
     ("NAI-002.000E-03,CBV+001.000E+00", [("N", 1, "I", -2e-3), ("C", 2, "V", 1.0)]),
     ("TJI+000.000E+00", [("T", 10, "I", 0.0)]),
+    # The other two 12-character forms, sn.nnnnnEsnn and snn.nnnnEsnn (E5260/E5270 Programming
+    # Guide Ed. 4, p. 1-27, FLEX data element D): the old parser rejected these real replies.
+    ("NAI+1.23456E-06", [("N", 1, "I", 1.23456e-6)]),
+    ("NAI-12.3456E-09", [("N", 1, "I", -12.3456e-9)]),
 ])
 def test_parse_flex_data_accepts_the_manual_format(text, expect):
     """Defect: only ``+d.dddddE+dd`` was accepted, so every real reply was rejected."""
@@ -191,7 +195,7 @@ def test_parse_flex_data_accepts_the_manual_format(text, expect):
     np.testing.assert_allclose([v for *_, v in got], [v for *_, v in expect], rtol=1e-12)
 
 
-@pytest.mark.parametrize("text", ["NAI+1.23456E-06", "NAI+01.234E-06", "NAI001.234E-06", "QAI+001.234E-06",
+@pytest.mark.parametrize("text", ["NAI+1.234567E-06", "NAI+01.234E-06", "NAI+0001.23E-06", "NAI001.234E-06", "QAI+001.234E-06",
                                   "NAI+001.234E-06,", "NA~+001.234E-06", "nai+001.234E-06", ""])
 def test_parse_flex_data_is_strict(text):
     with pytest.raises(ProtocolError):
