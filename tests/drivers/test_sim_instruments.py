@@ -171,6 +171,16 @@ def test_b2900_status_word_marks_compliance_in_bits_1_2_and_timer_min_is_20_us()
     assert q(smu, ":TRIG1:TIM 20e-6;:SYST:ERR:COUN?") == b"+0\n"
 
 
+def test_b2900_aperture_out_of_range_is_clamped_not_refused():
+    """B2900 SCPI Command Reference Ed. 2, p. 4-73: a time below MIN or above MAX is set to MIN
+    or MAX (no error). The old simulator queued -222 instead."""
+    smu = SimB2900(make_bench())
+    assert q(smu, ":SENS1:CURR:APER 1e-6;:SYST:ERR:COUN?") == b"+0\n"
+    assert smu.ch[1].aperture == 8e-6
+    assert q(smu, ":SENS1:CURR:APER 5;:SYST:ERR:COUN?") == b"+0\n"
+    assert smu.ch[1].aperture == 2.0
+
+
 def test_switch_matrix_routes_exactly_one_cell():
     bench = make_bench()
     m = SimSwitchMatrix(bench, MatrixWiring())

@@ -13,7 +13,7 @@ base), ``:SOUR:VOLT:TRIG <v>`` (triggered / pulse peak), ``:SOUR:VOLT:MODE FIX|L
 ``:FORM:ELEM:SENS CURR[,VOLT][,STAT]``, ``:OUTP ON|OFF``, ``:OUTP?``.
 
 It enforces the manual (``drivers/instruments/MANUALS.md``), not the driver's assumptions:
-pulse width 50 us..100000 s, aperture 8 us..2 s, list up to 2500 points, trigger count
+pulse width 50 us..100000 s, aperture 8 us..2 s (out of range: clamped, as the manual states), list up to 2500 points, trigger count
 1..100000, timer 20 us..100000 s; a refused command queues its error code (-222 data out of
 range, -221 settings conflict, -113 undefined header, ...) and is not executed.
 
@@ -205,7 +205,9 @@ class SimB2900(ScpiInstrument):
         if nodes == ("CURR", "PROT", "TRIP") and query:
             return "1" if c.tripped else "0"
         if nodes == ("CURR", "APER"):
-            c.aperture = _in_range(parse_number(args), MIN_APERTURE, MAX_APERTURE)
+            # Out-of-range apertures are set to MIN/MAX, not refused (Agilent B2900 SCPI Command
+            # Reference, Edition 2, p. 4-73, :SENSe:CURRent:APERture).
+            c.aperture = float(np.clip(parse_number(args), MIN_APERTURE, MAX_APERTURE))
             return None
         if nodes == ("FUNC",):
             if args.strip('"').upper() not in ("CURR", "CURRENT", "VOLT", "VOLTAGE"):
