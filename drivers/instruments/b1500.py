@@ -8,7 +8,8 @@ its error buffer (``ERRX?``). Every command, its arguments and their ranges are 
 table of ``drivers/instruments/MANUALS.md`` with the manual section they come from.
 
 Output data (``FMT 1,0``, "Data Output Format" of the B1500 Programming Guide): ASCII items of a
-3-character header (status, channel, data type) and a 12-character value ``+ddd.dddE+dd``, e.g.
+3-character header (status, channel, data type) and a 12-character value ``sn.nnnnnEsnn``,
+``snn.nnnnEsnn`` or ``snnn.nnnEsnn`` (E5260/E5270 Programming Guide Ed. 4, p. 1-27), e.g.
 ``NAI+000.005E-09`` (5 pA) or ``NAV+001.500E+00`` (1.5 V), separated by ``,``; the data of one
 measurement end in CR/LF. Status ``N`` normal, ``C`` this channel reached its compliance, ``T``
 another channel reached its compliance, ``V`` over range, ``X`` oscillation, ``F`` force

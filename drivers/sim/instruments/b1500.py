@@ -8,12 +8,14 @@ Supported: ``*IDN? *RST *OPC? *LRN? 0``, ``UNT?``, ``CN [ch,...]``, ``CL [ch,...
 
 It enforces the manual, not the driver's assumptions (see ``drivers/instruments/MANUALS.md``):
 ``PT`` width within the module's pulse range (0.5 ms..2 s for HR/MP/HPSMU), period 5 ms..5 s and
-at least width + 2 ms, hold 0..655.35 s; ``DV``/``PV`` within the module's voltage and current
-ranges; ``AIT 0,3,<t>`` with 2 us <= t <= 20 ms. A refused command queues its error code for
-``ERRX?`` and is not executed.
+at least width + 2 ms (width + 10 ms above 100 ms; period 0 = automatic), hold 0..655.35 s;
+``DV``/``PV`` within the module's voltage and current ranges; ``AIT 0,3,<t>`` with
+2 us <= t <= 20 ms (B1500A/B1505A Programming Guide Ed. 11, p. 4-39). A refused command queues
+its error code for ``ERRX?`` and is not executed.
 
 Output data: ``FMT 1`` ASCII, a three-character header (status, channel, data type) and a
-12-character value ``+ddd.dddE+dd``, e.g. ``NAI+000.005E-09``; points separated by ``,``. Each
+12-character value ``+ddd.dddE+dd`` (one of the three documented 12-character forms), e.g.
+``NAI+000.005E-09``; points separated by ``,``. Each
 measurement's data and each query's response is its own CR/LF-terminated line of the output
 buffer, in execution order. Status ``N`` normal, ``C`` this channel reached its compliance.
 
