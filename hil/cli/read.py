@@ -35,7 +35,7 @@ def _array_from_run(path: Path) -> SimArray:
         raise StoreError(f"{str(path)!r} holds no simulated-array state (was it written by 'hil program --sim'?)")
     state, meta = ckpt
     array = SimArray(tuple(meta["shape"]), meta["technology"], seed=meta.get("seed"))
-    array.set_state(state, meta)
+    array.set_state({k: v for k, v in state.items() if not k.startswith("progress.")}, meta)
     return array
 
 
