@@ -463,7 +463,7 @@ class ContinualSTDPExperiment(Experiment):
     def summary(self) -> dict[str, float]:
         out = dict(self.results)
         out.update({f"stdp_{k}": float(v) for k, v in self.block.counts.items()})
-        out["energy_J"] = float(sum(self.block.energy.values()))
+        out["energy_J"] = float(sum(self.block.energy[k] for k in sorted(self.block.energy)))
         out["wall_time_s"] = self.wall
         return out
 

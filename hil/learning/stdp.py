@@ -65,25 +65,31 @@ class STDPParams:
         v_stop_ltd: RESET stop voltage of the depression, V; width_ltd its width, s.
         v_gate_sfa: gate of the SFA partial SET, V; v_pulse_sfa / width_sfa its amplitude / width.
         v_stop_init: RESET of every synapse at the start (the initial HRS), V.
+        init_gate: (low, high) gate range of the random initial SET of the synapses, V: each
+            synapse gets one full SET under a compliance drawn uniformly in this gate range, so
+            the neurons start with random weights (Diehl & Cook 2015 start from random weights).
     """
 
     n_neurons: int = 100
-    vth0: float = 0.5
+    vth0: float = 8.0
     sfa: bool = True
-    sfa_gain: float = 20.0
+    sfa_gain: float = 16.0
     p_noise: float = 1.0
     v_gate_ltp: float = 1.2
-    v_pulse_ltp: float = 1.5
+    v_pulse_ltp: float = 1.4
     width_ltp: float = 1e-6
-    v_stop_ltd: float = -1.6
+    v_stop_ltd: float = -1.1
     width_ltd: float = 1e-6
     v_gate_sfa: float = 1.0
     v_pulse_sfa: float = 1.45
     width_sfa: float = 1e-6
     v_stop_init: float = -2.0
+    init_gate: tuple[float, float] = (0.75, 0.95)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["init_gate"] = list(self.init_gate)
+        return d
 
 
 class STDPBlock:
@@ -114,10 +120,14 @@ class STDPBlock:
 
     # ------------------------------------------------------------------ set-up
     def initialise(self) -> None:
-        """Form every cell, RESET synapses and the noise line to ``v_stop_init``; read the SFA row."""
+        """Form every cell, RESET synapses, noise line and SFA row to ``v_stop_init``, SET the feature
+        synapses to random initial weights (``init_gate``), read the SFA row."""
         a, p = self.array, self.p
         a.form(None)
-        a.reset_pulse(np.arange((self.n_in + 1) * p.n_neurons), v_stop=p.v_stop_init)
+        synapses = np.arange((self.n_in + 1) * p.n_neurons)
+        a.reset_pulse(synapses, v_stop=p.v_stop_init)
+        gates = self.rng.uniform(p.init_gate[0], p.init_gate[1], self.n_in * p.n_neurons)
+        a.set_pulse(synapses[: self.n_in * p.n_neurons], v_gate=gates, v_pulse=a.technology.v_set)
         sfa_cells = (self.n_in + 1) * p.n_neurons + self._cols
         a.reset_pulse(sfa_cells, v_stop=p.v_stop_init)
         self.g_sfa0 = a.read_cells(sfa_cells)
