@@ -94,13 +94,13 @@ class OverlayCfg:
 @dataclass(frozen=True)
 class STDPCfg:
     n_neurons: int = 100
-    vth0: float = 0.5
+    vth0: float = 8.0
     sfa: bool = True
-    sfa_gain: float = 20.0
+    sfa_gain: float = 16.0
     p_noise: float = 1.0
     v_gate_ltp: float = 1.2
     v_pulse_ltp: float = 1.3
-    v_stop_ltd: float = -1.2
+    v_stop_ltd: float = -1.0
     v_gate_sfa: float = 1.0
     v_pulse_sfa: float = 1.3
     epochs: int = 1

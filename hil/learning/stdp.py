@@ -76,9 +76,9 @@ class STDPParams:
     sfa_gain: float = 16.0
     p_noise: float = 1.0
     v_gate_ltp: float = 1.2
-    v_pulse_ltp: float = 1.4
+    v_pulse_ltp: float = 1.3
     width_ltp: float = 1e-6
-    v_stop_ltd: float = -1.1
+    v_stop_ltd: float = -1.0
     width_ltd: float = 1e-6
     v_gate_sfa: float = 1.0
     v_pulse_sfa: float = 1.45
@@ -117,6 +117,7 @@ class STDPBlock:
         self.counts = {"firings": 0, "set_pulses": 0, "reset_pulses": 0, "sfa_pulses": 0, "presentations": 0}
         self.energy = {"set": 0.0, "reset": 0.0, "sfa": 0.0, "mvm": 0.0}
         self._cols = np.arange(params.n_neurons)
+        self.fired = np.zeros(params.n_neurons, dtype=np.int64)  # firings per neuron while learning
 
     # ------------------------------------------------------------------ set-up
     def initialise(self) -> None:
@@ -158,6 +159,7 @@ class STDPBlock:
         self.counts["firings"] += 1
         if not learn:
             return w
+        self.fired[w] += 1
         n = p.n_neurons
         pattern = np.flatnonzero(bits)
         background = np.flatnonzero(~np.asarray(bits, bool))
@@ -181,23 +183,31 @@ class STDPBlock:
         return w
 
     def winners(self, bits: np.ndarray, chunk: int = 2048) -> np.ndarray:
-        """Frozen-weight WTA winner (largest ``V / V_TH``, fired or not) of each feature map (n, n_in)."""
-        out = np.empty(len(bits), dtype=np.int64)
+        """Frozen-weight WTA winner of each feature map (n, n_in): the largest ``V / V_TH`` among the
+        neurons that fired while learning (a neuron that never fired holds its random initial
+        weights, no pattern); -1 if none has."""
+        out = np.full(len(bits), -1, dtype=np.int64)
+        if not np.any(self.fired):
+            return out
+        silent = self.fired == 0
         for s in range(0, len(bits), chunk):
             b = np.asarray(bits[s:s + chunk], float)
             x = np.zeros((len(b), self.n_in + 2))
             x[:, : self.n_in] = b
-            out[s:s + chunk] = np.argmax(self.potentials(x) / self.vth, axis=1)
+            margin = self.potentials(x) / self.vth
+            margin[:, silent] = -np.inf
+            out[s:s + chunk] = np.argmax(margin, axis=1)
         return out
 
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
-        return ({"vth": self.vth.copy(), "g_sfa0": self.g_sfa0.copy()},
+        return ({"vth": self.vth.copy(), "g_sfa0": self.g_sfa0.copy(), "fired": self.fired.copy()},
                 {"rng": self.rng.bit_generator.state, "counts": dict(self.counts), "energy": dict(self.energy)})
 
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
         self.vth = np.asarray(arrays["vth"], float).copy()
         self.g_sfa0 = np.asarray(arrays["g_sfa0"], float).copy()
+        self.fired = np.asarray(arrays["fired"], np.int64).copy()
         self.rng.bit_generator.state = meta["rng"]
         self.counts = {k: int(v) for k, v in meta["counts"].items()}
         self.energy = {k: float(v) for k, v in meta["energy"].items()}
