@@ -330,7 +330,28 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         raise BenchConfigError("smu.gate_channel = 0 (no gate channel) needs router.model = 'array_board' (its gate DAC drives the gate)")
     if technology.v_read > limits.max_v_read:
         raise BenchConfigError(f"bench.operating.v_read = {technology.v_read} V exceeds limits.max_v_read = {limits.max_v_read} V")
+    _check_smu_pulse_widths(config)
     return config
+
+
+def _check_smu_pulse_widths(config: BenchConfig) -> None:
+    """When the SMU fires the pulses, the operating widths must be ones its manual allows
+    (every B2900 model: >= 50 us; the B1500's SMU modules: >= their shortest ``PT`` width)."""
+    if config.smu.model == "b2900":
+        from drivers.instruments.b2900 import MODELS
+
+        low, what = min(m.min_pulse_width for m in MODELS.values()), "the B2900's shortest pulse"
+    else:
+        from drivers.instruments.b1500 import SMU_MODELS
+
+        low, what = min(m.min_pulse_width for m in SMU_MODELS.values()), "the B1500 SMUs' shortest PT width"
+    t = config.technology
+    for name in ("width_set", "width_reset", "width_form"):
+        if getattr(t, name) < low:
+            raise BenchConfigError(
+                f"bench.operating.{name} = {getattr(t, name):g} s is below {what} ({low:g} s); allowed range "
+                f"[{low:g}, {config.limits.max_width:g}] s"
+            )
 
 
 def load_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> BenchConfig:

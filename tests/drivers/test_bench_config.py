@@ -80,9 +80,9 @@ def test_bad_fields_name_field_value_and_range(section, key, value, words):
 
 def test_operating_overrides_and_read_voltage_above_limit():
     data = copy.deepcopy(SIM)
-    data["bench"]["operating"] = {"v_read": 0.2, "width_set": 2e-6}
+    data["bench"]["operating"] = {"v_read": 0.2, "width_set": 2e-4, "width_reset": 2e-4, "width_form": 2e-4}
     cfg = parse_bench(data)
-    assert cfg.technology.v_read == 0.2 and cfg.technology.width_set == 2e-6
+    assert cfg.technology.v_read == 0.2 and cfg.technology.width_set == 2e-4
     data["bench"]["operating"] = {"v_read": 0.5}
     with pytest.raises(BenchConfigError, match="v_read = 0.5 V exceeds limits.max_v_read"):
         parse_bench(data)
@@ -142,3 +142,8 @@ def test_example_pulse_widths_are_legal_for_their_smu(name):
     t = cfg.technology
     assert min(t.width_set, t.width_reset, t.width_form) >= low
     assert cfg.limits.max_width >= max(t.width_set, t.width_reset, t.width_form)
+
+
+def test_smu_pulse_widths_below_the_manual_are_refused_at_load():
+    with pytest.raises(BenchConfigError, match=r"bench.operating.width_set = 1e-06 s is below the B2900's shortest pulse \(5e-05 s\)"):
+        load_bench(EXAMPLES / "bench-sim.toml", {"bench": {"operating": {"width_set": 1e-6}}})

@@ -73,16 +73,20 @@ def test_pulse_is_at_least_50_us():
 
 def test_pulse_list_sets_trigger_output_source_timer_delays_on_both_channels():
     """Defect: no trigger output, source, timer or delays; channels not set up to start together."""
-    period = "6.500000e-04"  # settle 0.5 ms + width 50 us + 100 us
-    msg = (f":SOUR1:FUNC:SHAP PULS;:SOUR1:VOLT {E};:SOUR1:PULS:DEL {E};:SOUR1:PULS:WIDT 5.000000e-05;"
-           ":SENS1:CURR:PROT 1.000000e-04;:SOUR1:VOLT:MODE LIST;:SOUR1:LIST:VOLT 1.000000e+00,2.000000e+00;"
-           ":SOUR2:FUNC:SHAP DC;:SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT 1.000000e+00,1.500000e+00;"
-           + trig(1, 2, period, "5.000000e-04", "5.000000e-04", True) + ";"
-           + trig(2, 2, period, "5.000000e-04", "5.000000e-04", False)
-           + ";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2);*WAI")
+    msg = _pulse_msg("1.000000e+00,2.000000e+00", "1.000000e+00,1.500000e+00", 2)
     with expected_protocol(B2900, INIT + [(msg, None)], LIMITS) as smu:
         smu.pulse_list([1.0, 2.0], 50e-6, 1e-4, gates=[1.0, 1.5])
         assert smu.transport.traffic.queries == 2  # write-only
+
+
+def _pulse_msg(peaks, gates, n):
+    period = "6.500000e-04"  # settle 0.5 ms + width 50 us + 100 us
+    return (f":SOUR1:FUNC:SHAP PULS;:SOUR1:VOLT {E};:SOUR1:PULS:DEL {E};:SOUR1:PULS:WIDT 5.000000e-05;"
+            f":SENS1:CURR:PROT 1.000000e-04;:SOUR1:VOLT:MODE LIST;:SOUR1:LIST:VOLT {peaks};"
+            f":SOUR2:FUNC:SHAP DC;:SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT {gates};"
+            + trig(1, n, period, "5.000000e-04", "5.000000e-04", True) + ";"
+            + trig(2, n, period, "5.000000e-04", "5.000000e-04", False)
+            + ";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2);*WAI")
 
 
 def _read_msg(n, gate=True):
@@ -231,3 +235,10 @@ def test_bad_channel_configuration():
         B2900(ExpectedTransport([]), LIMITS, bitline_channel=2, gate_channel=2)
     with pytest.raises(SafetyLimitError):
         B2900(ExpectedTransport([]), LIMITS, bitline_channel=True)
+
+
+def test_pulse_and_read_is_one_round_trip():
+    script = INIT + [(_pulse_msg("2.000000e+00", "1.000000e+00", 1), None), (_read_msg(1), None), (FETCH, block([2e-6]))]
+    with expected_protocol(B2900, script, LIMITS) as smu:
+        assert smu.pulse_and_read(2.0, 1.0, 50e-6, 1e-4, 0.1, 2.5, 1e-3, 1e-4) == 2e-6
+        assert smu.transport.traffic.queries == 2 + 1
