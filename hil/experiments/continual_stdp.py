@@ -30,7 +30,7 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +92,9 @@ class OverlayCfg:
 
 
 @dataclass(frozen=True)
-class STDPCfg:
-    n_neurons: int = 100
-    vth0: float = 8.0
-    sfa: bool = True
-    sfa_gain: float = 16.0
-    p_noise: float = 1.0
-    v_gate_ltp: float = 1.2
-    v_pulse_ltp: float = 1.3
-    v_stop_ltd: float = -1.0
-    v_gate_sfa: float = 1.0
-    v_pulse_sfa: float = 1.3
+class STDPCfg(STDPParams):
+    """The STDP block's settings (:class:`~hil.learning.stdp.STDPParams`) plus the stream."""
+
     epochs: int = 1
     stream: str = "shuffled"       # or "incremental": classes appear one after another
 
@@ -171,6 +163,11 @@ def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
     check_number("stdp.v_pulse_ltp", s.v_pulse_ltp, 0.5, 3.0)
     check_number("stdp.v_pulse_sfa", s.v_pulse_sfa, 0.5, 3.0)
     check_number("stdp.v_stop_ltd", s.v_stop_ltd, -3.5, -0.3)
+    for name in ("width_ltp", "width_ltd", "width_sfa"):
+        check_number(f"stdp.{name}", getattr(s, name), 1e-9, 1e-3)
+    check_number("stdp.v_stop_init", s.v_stop_init, -3.5, -0.3)
+    if len(s.init_gate) != 2 or not 0.75 <= s.init_gate[0] <= s.init_gate[1] <= 1.4:
+        raise bad("stdp.init_gate", list(s.init_gate), "[low, high] gate voltages with 0.75 <= low <= high <= 1.4 V")
     check_number("stdp.epochs", s.epochs, 1, 20, integer=True)
     check_choice("stdp.stream", s.stream, ("shuffled", "incremental"))
     check_bool("retrain.enabled", r.enabled)
@@ -212,9 +209,7 @@ class ContinualSTDPExperiment(Experiment):
         self.windows = flt.pool_windows(f.pool)
         self.n_bits = self.windows.shape[0] * flt.N_FILTERS
         s = cfg.stdp
-        self.stdp_params = STDPParams(n_neurons=s.n_neurons, vth0=s.vth0, sfa=s.sfa, sfa_gain=s.sfa_gain,
-                                      p_noise=s.p_noise, v_gate_ltp=s.v_gate_ltp, v_pulse_ltp=s.v_pulse_ltp,
-                                      v_stop_ltd=s.v_stop_ltd, v_gate_sfa=s.v_gate_sfa, v_pulse_sfa=s.v_pulse_sfa)
+        self.stdp_params = STDPParams(**{k.name: getattr(s, k.name) for k in fields(STDPParams)})
         if arrays is None:
             arrays = {"filters": SimArray(self.layout.shape, "siox", seed=cfg.seed * 1000 + 1),
                       "stdp": SimArray((self.n_bits + 2, s.n_neurons), "siox", seed=cfg.seed * 1000 + 2)}

@@ -204,6 +204,23 @@ def _noisy_mix(x: np.ndarray, rng: np.random.Generator, noise_fraction: float, f
     return out
 
 
+def _initial_filters(x: np.ndarray, n_filters: int, bits: int, win: np.ndarray,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random latent weights (400, n_filters); V_REF at the median window maximum of the initial filters."""
+    w = (0.15 * rng.standard_normal((KERNEL * KERNEL, n_filters))).astype(np.float32)
+    p0 = patches(x[rng.choice(len(x), min(500, len(x)), replace=False)])
+    theta = np.median(pooled(p0 @ quantise(w, bits), win)[0], axis=(0, 1)).astype(np.float32)
+    return {"w": w, "theta": theta}
+
+
+def _batches(x: np.ndarray, batch: int, rng: np.random.Generator, noise_fraction: float, fraction_noisy: float):
+    """One epoch of shuffled minibatches: yields (indices, patches (b, 81, 400))."""
+    order = rng.permutation(len(x))
+    for s in range(0, len(order), batch):
+        idx = order[s:s + batch]
+        yield idx, patches(_noisy_mix(x[idx], rng, noise_fraction, fraction_noisy))
+
+
 def train_joint_filters(
     images: np.ndarray, labels: np.ndarray, classes: tuple[int, ...], *, n_filters: int = N_FILTERS,
     bits: int = 4, pool: int = POSITIONS, epochs: int = 5, batch: int = 100, lr: float = 0.01,
@@ -224,22 +241,12 @@ def train_joint_filters(
     x_all, y_all = images[keep], np.searchsorted(np.sort(classes), labels[keep])
     win = pool_windows(pool)
     n_win, n_cls = win.shape[0], len(classes)
-    params = {
-        "w": (0.15 * rng.standard_normal((KERNEL * KERNEL, n_filters))).astype(np.float32),
-        "theta": np.zeros(n_filters, np.float32),
-        "a": (0.05 * rng.standard_normal((n_win * n_filters, n_cls))).astype(np.float32),
-        "c": np.zeros(n_cls, np.float32),
-    }
-    # V_REF starts at the median window maximum of the initial filters
-    p0 = patches(x_all[rng.choice(len(x_all), min(500, len(x_all)), replace=False)])
-    params["theta"][:] = np.median(pooled(p0 @ quantise(params["w"], bits), win)[0], axis=(0, 1))
+    params = _initial_filters(x_all, n_filters, bits, win, rng)
+    params["a"] = (0.05 * rng.standard_normal((n_win * n_filters, n_cls))).astype(np.float32)
+    params["c"] = np.zeros(n_cls, np.float32)
     opt = _Adam(params, lr)
     for epoch in range(epochs):
-        order = rng.permutation(len(x_all))
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            xb = _noisy_mix(x_all[idx], rng, noise_fraction, fraction_noisy)
-            p = patches(xb)
+        for idx, p in _batches(x_all, batch, rng, noise_fraction, fraction_noisy):
             wq = quantise(params["w"], bits)
             m, argpos = pooled(p @ wq, win)
             tau = m.reshape(-1, n_filters).std(axis=0) + 1e-3
@@ -289,17 +296,11 @@ def train_class_filters(
     cls = np.asarray(classes)
     target_all = (y_all[:, None] == cls[None, :]).astype(np.float32)
     pos_weight = np.float32(len(cls) - 1)
-    params = {"w": (0.15 * rng.standard_normal((KERNEL * KERNEL, len(cls)))).astype(np.float32),
-              "theta": np.zeros(len(cls), np.float32)}
     win = pool_windows(POSITIONS)
-    p0 = patches(x_all[rng.choice(len(x_all), min(500, len(x_all)), replace=False)])
-    params["theta"][:] = np.median(pooled(p0 @ quantise(params["w"], bits), win)[0], axis=(0, 1))
+    params = _initial_filters(x_all, len(cls), bits, win, rng)
     opt = _Adam(params, lr)
     for _ in range(epochs):
-        order = rng.permutation(len(x_all))
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            p = patches(_noisy_mix(x_all[idx], rng, noise_fraction, fraction_noisy))
+        for idx, p in _batches(x_all, batch, rng, noise_fraction, fraction_noisy):
             m, argpos = pooled(p @ quantise(params["w"], bits), win)
             tau = m.reshape(-1, len(cls)).std(axis=0) + 1e-3
             z = (m - params["theta"]) / tau

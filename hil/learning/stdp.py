@@ -81,7 +81,7 @@ class STDPParams:
     v_stop_ltd: float = -1.0
     width_ltd: float = 1e-6
     v_gate_sfa: float = 1.0
-    v_pulse_sfa: float = 1.45
+    v_pulse_sfa: float = 1.3
     width_sfa: float = 1e-6
     v_stop_init: float = -2.0
     init_gate: tuple[float, float] = (0.75, 0.95)
