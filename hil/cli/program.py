@@ -80,14 +80,15 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _run(args: argparse.Namespace) -> int:
-    given = [name for name, v in (("--targets", args.targets), ("--levels", args.levels), ("--resume", args.resume))
-             if v is not None]
-    if len(given) != 1:
-        raise ValueError("give exactly one of --targets FILE.npy, --levels N or --resume RUN.h5"
-                         + (f" (got {', '.join(given)})" if given else ""))
-    if args.resume is not None:
-        return _resume(args)
+def check_args(args: argparse.Namespace):
+    """Validate the options of a ``hil program`` run (nothing opened, nothing written).
+
+    Returns:
+        ``(bench, targets, shape, table)``: the bench configuration (or None), the loaded target
+        map (S, or None for ``--levels``), the array shape and the level table (or None).
+    """
+    if (args.targets is None) == (args.levels is None):
+        raise ValueError("give exactly one of --targets FILE.npy or --levels N")
     bench = load_bench(args.bench) if args.bench is not None else None
     if not (np.isfinite(args.tolerance) and 0 < args.tolerance < 1):
         raise ValueError(f"--tolerance {args.tolerance} outside the allowed range (0, 1) (0.05 = +-5%)")
@@ -99,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         targets = load_targets(args.targets)
         shape = targets.shape
     else:
+        if args.levels is not None and not 2 <= args.levels <= 256:
+            raise ValueError(f"--levels {args.levels} outside the allowed range [2, 256]")
         if args.shape is None and bench is None:
             raise ValueError("--levels needs --shape ROWSxCOLS")
         shape = args.shape or bench.shape
@@ -112,6 +115,18 @@ def _run(args: argparse.Namespace) -> int:
         table = default_table(tech_name) if args.table == "default" else LevelTable.load(args.table)
         if table.technology != tech_name:
             raise ValueError(f"--table {args.table!r} is for technology {table.technology!r}, the array is {tech_name!r}")
+    return bench, (targets if args.targets is not None else None), shape, table
+
+
+def _run(args: argparse.Namespace) -> int:
+    given = [name for name, v in (("--targets", args.targets), ("--levels", args.levels),
+                                  ("--resume", getattr(args, "resume", None))) if v is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of --targets FILE.npy, --levels N or --resume RUN.h5"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    if args.resume is not None:
+        return _resume(args)
+    bench, targets, shape, table = check_args(args)
     check_writable(args.out, args.overwrite)
     if args.chunk_cells < 1:
         raise ValueError(f"--chunk-cells {args.chunk_cells} must be >= 1")
@@ -126,7 +141,8 @@ def _run(args: argparse.Namespace) -> int:
             "tolerance": args.tolerance, "strategy": args.strategy, "max_pulses": args.max_pulses,
             "verify_band": args.verify_band, "levels": args.levels,
             "targets_file": str(args.targets) if args.targets else None, "form": not args.no_form,
-            "bench": str(args.bench) if args.bench else None,
+            "bench_file": str(args.bench) if args.bench else None,
+            "bench": bench.as_dict() if bench is not None else None,
             "table": args.table, "chunk_cells": args.chunk_cells,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
@@ -193,8 +209,8 @@ def _resume(args: argparse.Namespace) -> int:
     saved, meta = ckpt
     st = ProgramProgress.from_state({k[len("progress."):]: v for k, v in saved.items() if k.startswith("progress.")},
                                     meta["progress"])
-    if config.get("bench"):
-        array = BenchArray.from_config(load_bench(Path(config["bench"])))
+    if config.get("bench_file"):
+        array = BenchArray.from_config(load_bench(Path(config["bench_file"])))
         log.warning("%s: bench array: the devices keep the state they have now", path)
     else:
         array = SimArray(tuple(config["shape"]), config["technology"], seed=seed)
