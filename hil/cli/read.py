@@ -78,7 +78,7 @@ def _read_bench(args: argparse.Namespace, png: Path) -> int:
                       "shape": list(array.shape), "technology": array.technology.name}
             with RunStore.create(args.out, config=config, seed=None, backend="bench",
                                  instruments=array.identity(), overwrite=args.overwrite) as store:
-                array.add_listener(store.append_ops)
+                store.attach_array("array", array)
                 g = array.read(mask)
                 store.snapshot("read", g, array.bench_time)
     except HilError as exc:  # instrument/protocol errors: a clear message, outputs already off
