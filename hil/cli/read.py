@@ -78,11 +78,13 @@ def _read_bench(args: argparse.Namespace, png: Path) -> int:
                       "shape": list(array.shape), "technology": array.technology.name}
             with RunStore.create(args.out, config=config, seed=None, backend="bench",
                                  instruments=array.identity(), overwrite=args.overwrite) as store:
-                array.add_listener(store.append_ops)
+                store.attach_array("array", array)
                 g = array.read(mask)
                 store.snapshot("read", g, array.bench_time)
     except HilError as exc:  # instrument/protocol errors: a clear message, outputs already off
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+    from hil.figures import heat_map  # matplotlib only when drawing
+
     heat_map(png, g, f"{bench.name}: {int(np.count_nonzero(np.isfinite(g)))} cells")
     print(f"read {int(np.count_nonzero(np.isfinite(g)))} cells on {bench.name}: median {1e6 * float(np.nanmedian(g)):.2f} µS -> {args.out}, {png}")
     return 0
@@ -121,5 +123,5 @@ def run(args: argparse.Namespace) -> int:
     from hil.figures import heat_map  # matplotlib only when drawing
 
     heat_map(png, g, f"{array.technology.name} {array.shape[0]}x{array.shape[1]}, t = {array.bench_time:.0f} s")
-    print(f"read {g.size} cells: median {1e6 * float(__import__('numpy').nanmedian(g)):.2f} µS -> {args.out}, {png}")
+    print(f"read {g.size} cells: median {1e6 * float(np.nanmedian(g)):.2f} µS -> {args.out}, {png}")
     return 0
