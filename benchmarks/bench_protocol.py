@@ -130,5 +130,54 @@ def main() -> None:
               f"{r['trips'] / r['cell_iterations'] * 1000:.2f} per 1000 cell-iterations), wall {r['wall']:.1f} s")
 
 
+FAST_PULSE_BENCHES = (
+    ("bench-b1500-spgu-matrix.toml", None),
+    ("bench-b2900-33500b-matrix.toml", None),
+    ("bench-b2900-33500b-matrix.toml", {"router": {"model": "array_board", "resource": "sim"}}),  # board as router
+)
+
+
+def _replies(sims) -> int:
+    return sims.smu.counters.replies + sims.router.counters.replies + (sims.pulser.counters.replies if sims.pulser else 0)
+
+
+def fast_pulse_rows() -> None:
+    """Rows for the fast-pulse benches (100 ns pulses from an SPGU or a 33522B, the SMU on the bit
+    line and gate, a switch matrix): round trips counted in the simulated instruments on 8x8,
+    and the bench time of 128x128 at 8 levels from the same timing model (SimArray with the
+    bench file's technology, limits and timing; the protocol run gives the same clock, see
+    tests/drivers/test_pulse_bench_e2e.py)."""
+    print("Fast-pulse benches (100 ns SET/RESET pulses; 8x8 HfO2, 8 levels, IGVVA, +-5 %)")
+    print(f"{'bench file':<34}{'iter.':>6}{'RT total':>10}{'RT/iter':>9}{'RT/cell-iter':>14}{'1 iter, 64 cells':>18}"
+          f"{'128x128 bench time':>20}")
+    for name, over in FAST_PULSE_BENCHES:
+        cfg = load_bench(EXAMPLE.parent / name, over)
+        name = name if over is None else name.replace("matrix", "board")
+        sims = build_sim_bench(cfg)
+        with BenchArray.from_config(cfg, sims.transports()) as bench:
+            bench.form()
+            r0 = _replies(sims)
+            rep = program_verify(bench, targets_for(bench.technology, cfg.shape))
+            trips = _replies(sims) - r0
+            mask = np.ones(cfg.shape, bool)
+            s0 = _replies(sims)
+            bench.set_pulse(mask, v_gate=bench.technology.v_gate_min)
+            bench.read(mask)
+            steady = _replies(sims) - s0
+        shape = (128, 128)
+        sim = SimArray(shape, cfg.sim.physics, seed=0, technology=cfg.technology, limits=cfg.limits, timing=cfg.timing)
+        sim.form()
+        big = program_verify(sim, targets_for(cfg.technology, shape))
+        print(f"{name:<34}{rep.iterations:>6}{trips:>10}{trips / rep.iterations:>9.2f}{trips / rep.cell_iterations:>14.2f}"
+              f"{steady:>18}{big.bench_time / 3600:>17.2f} h")
+    print("  Per cell with the matrix: route before the pulse (1), the pulse (1: the SMU holds ride in the")
+    print("  SPGU's SRP;SPST?, or *TRG;*OPC? after a write-only SMU hold; +1 when width or amplitude changes),")
+    print("  route before the read (1), the SMU read (1); the error queues once per batch. With the board the")
+    print("  reads are one list (LOAD + fetch) and a pulse costs SEL + the pulse = 2. Bench time: route_settle")
+    print("  + the pulse source's pulse_overhead (drivers/timing.py, an estimate) + 100 ns per pulse.")
+    print()
+
+
 if __name__ == "__main__":
     main()
+    fast_pulse_rows()

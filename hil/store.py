@@ -8,7 +8,7 @@ operation are documented in ``hil/SCHEMA.md`` (schema :data:`SCHEMA_VERSION`). I
                                   writer_pid, heartbeat
     /arrays                one row per array of the run (id, name, rows, cols, technology, instrument)
     /ops/batch             one row per operation batch (array, kind, cells, timing, shared values)
-    /ops/row, /ops/col     the addressed cells, one value per record
+    /ops/cell              the addressed cells (flat index, delta-coded within a batch), one per record
     /ops/<field>           per-record values of the batches whose value varies per cell
     /ops/extent            committed length of every /ops dataset (rows beyond it are not records)
     /snapshots/<name>/g    maps, shape (n, rows, cols); /snapshots/<name>/time bench times, s
@@ -75,23 +75,38 @@ _STR = h5py.string_dtype("utf-8")
 #: One row of ``/arrays``.
 ARRAY_DTYPE = np.dtype([("id", "<u2"), ("name", _STR), ("rows", "<u4"), ("cols", "<u4"),
                         ("technology", _STR), ("instrument", _STR)])
-#: One row of ``/ops/batch``: ``n`` records starting at record ``start``; ``varying`` has bit k set
-#: when field :data:`VARYING_FIELDS`\\[k] is stored per record in ``/ops/<field>``, otherwise the
-#: batch's own value applies to all its records. ``wall`` is the host's Unix time, s.
+#: One row of ``/ops/batch``: ``n`` records starting at record ``start``. Bit k of ``varying``
+#: set: field :data:`VARYING_FIELDS`\\[k] differs between the batch's records and is stored per
+#: record (else the batch's own value applies to all of them); bit k of ``raw`` set as well: stored
+#: as plain values in ``/ops/<field>_raw`` instead of dictionary codes. ``stride`` is the row
+#: length used for the flat cell index. Bit 0 of ``same`` set: the batch addresses exactly the cells
+#: of the previous batch of its array (e.g. the verify read after a pulse), not stored again; bit k
+#: (k >= 2) set: field k's dictionary codes equal ``v_gate``'s codes in this batch (compliance follows
+#: the gate voltage), not stored again. The row length (the array's columns; 65536 for an unregistered array).
+#: ``wall`` is the host's Unix time, s.
 BATCH_DTYPE = np.dtype([
-    ("array", "<u2"), ("kind", "u1"), ("varying", "u1"), ("start", "<u8"), ("n", "<u4"),
-    ("t_start", "<f8"), ("t_step", "<f8"), ("wall", "<f8"),
+    ("array", "<u2"), ("kind", "u1"), ("varying", "u1"), ("raw", "u1"), ("same", "u1"), ("start", "<u8"), ("n", "<u4"),
+    ("stride", "<u4"), ("t_start", "<f8"), ("t_step", "<f8"), ("wall", "<f8"),
     ("v_gate", "<f4"), ("v_pulse", "<f4"), ("width", "<f4"), ("compliance", "<f4"), ("result", "<f4"),
 ])
 VARYING_FIELDS = ("time", *VALUE_FIELDS)
-_RECORD_DTYPES = {"row": "<u2", "col": "<u2", "time": "<f8", **{f: "<f4" for f in VALUE_FIELDS}}
+#: Varying control values (few distinct values: gate and pulse ramps) are dictionary-coded: u4
+#: codes in ``/ops/<field>`` index ``/ops/<field>_values``, up to :data:`DICT_LIMIT` distinct values
+#: per run, then plain values in ``/ops/<field>_raw``. ``time`` and ``result`` are stored plain.
+CODED_FIELDS = ("v_gate", "v_pulse", "width", "compliance")
+DICT_LIMIT = 1 << 16
+_RECORD_DTYPES = {"cell": "<u4", "time": "<f8", "result": "<f4",
+                  **{f: "<u4" for f in CODED_FIELDS}, **{f"{f}_values": "<f4" for f in CODED_FIELDS},
+                  **{f"{f}_raw": "<f4" for f in CODED_FIELDS}}
 #: The ``/ops`` datasets in the order of ``/ops/extent``.
-OPS_DATASETS = ("batch", "row", "col", *VARYING_FIELDS)
+OPS_DATASETS = ("batch", *_RECORD_DTYPES)
 RESUME_DTYPE = np.dtype([("time", _STR), ("checkpoint", "<i8"), ("host", _STR), ("pid", "<i8"),
                          ("records_dropped", "<i8")])
 _OPS_CHUNK = 1 << 16
 _BATCH_CHUNK = 4096
 _GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+#: Bytes kept free on the disk for closing a run file and marking it failed.
+DISK_RESERVE = 256 * 1024
 #: Time bound of opening a file whose flags say a writer is (or was) active, s.
 OPEN_TIMEOUT = 30.0
 
@@ -207,19 +222,25 @@ class RunStore:
         self._f = f
         self.path = path
         self.flush_interval = float(flush_interval)
+        #: rewrite the file compactly after a clean close (:func:`compact`)
+        self.compact_on_close = True
         self._lock = threading.RLock()
         self._pending: dict[str, list[np.ndarray]] = {k: [] for k in OPS_DATASETS}
         self._pending_n = 0
-        self._n_records = int(f["ops/row"].shape[0])
+        self._n_records = int(f["ops/cell"].shape[0])
+        self._dicts = {fld: _Dictionary(f["ops"][f"{fld}_values"][()]) for fld in CODED_FIELDS}
         self._array_ids: dict[str, int] = {}
+        self._last_cells: dict[int, np.ndarray] = {}  # flat cells of each array's last batch
         self._listeners: dict[int, tuple[Any, Any]] = {}
         self._last_flush = time.monotonic()
         self._closed = False
         self._failed: str | None = None
         self._thread_error: BaseException | None = None
         self._stop = threading.Event()
+        self._strides: dict[int, int] = {}
         for row in f["arrays"][()]:
             self._array_ids[_s(row["name"])] = int(row["id"])
+            self._strides[int(row["id"])] = int(row["cols"])
         self._write_writer_info()
         self._timer: threading.Thread | None = None
         if self.flush_interval > 0:
@@ -385,6 +406,7 @@ class RunStore:
             ds[aid] = (aid, _name(name), rows, cols, tech, ident)
             self._f.flush()
         self._array_ids[name] = aid
+        self._strides[aid] = cols
         return aid
 
     # ------------------------------------------------------------------ writing
@@ -405,28 +427,29 @@ class RunStore:
         with self._lock:
             self._check_usable()
             brow = np.zeros(1, dtype=BATCH_DTYPE)
+            stride = self._strides.get(aid, 65536)
             brow["array"], brow["kind"], brow["start"], brow["n"] = aid, int(batch.kind), self._n_records, n
-            brow["wall"] = time.time()
-            varying = 0
-            if batch.t_start is not None and batch.t_step is not None and batch._records is None:
+            brow["stride"], brow["wall"] = stride, time.time()
+            if batch._records is not None:  # built from records: mixed kinds go one batch per kind
+                kinds = np.unique(batch.records["kind"])
+                if kinds.size > 1:
+                    rec = batch.records
+                    for k in kinds:
+                        self._append(OpBatch.from_records(rec[rec["kind"] == k]), aid)
+                    return
+            rows = np.asarray(batch.rows, dtype=np.int64)
+            if rows.max() >= 65536 or np.asarray(batch.cols).max() >= stride:
+                raise ValueError(f"cell address outside the array ({stride} columns)")
+            varying = raw = same = 0
+            vg_codes = None
+            if batch.t_start is not None and batch.t_step is not None:
                 brow["t_start"], brow["t_step"] = batch.t_start, batch.t_step
             else:
                 varying |= 1
                 brow["t_start"], brow["t_step"] = np.nan, np.nan
                 self._pending["time"].append(np.asarray(batch.times, dtype="<f8"))
-            if batch._records is not None:  # mixed kinds: every field per record
-                rec = batch.records
-                values = {f: rec[f] for f in VALUE_FIELDS}
-                kinds = np.unique(rec["kind"])
-                if kinds.size > 1:
-                    for k in kinds:  # one batch per kind keeps ``kind`` a batch field
-                        sel = rec[rec["kind"] == k]
-                        self._append(OpBatch.from_records(sel), aid)
-                    return
-            else:
-                values = batch.fields
             for bit, f in enumerate(VALUE_FIELDS, start=1):
-                v = values.get(f, np.nan)
+                v = batch.fields.get(f, np.nan)
                 if np.ndim(v) == 0:
                     brow[f] = v
                     continue
@@ -434,14 +457,37 @@ class RunStore:
                 bits = a.view("<u4")
                 if np.all(bits == bits[0]):
                     brow[f] = a[0]
-                else:
-                    varying |= 1 << bit
-                    brow[f] = np.nan
+                    continue
+                varying |= 1 << bit
+                brow[f] = np.nan
+                if f == "result":
                     self._pending[f].append(a)
-            brow["varying"] = varying
+                    continue
+                codes, new = self._dicts[f].encode(bits)
+                if codes is None:
+                    raw |= 1 << bit
+                    self._pending[f"{f}_raw"].append(a)
+                    continue
+                if new.size:
+                    self._pending[f"{f}_values"].append(new.view("<f4"))
+                if f == "v_gate":
+                    vg_codes = codes
+                elif vg_codes is not None and np.array_equal(codes, vg_codes):
+                    same |= 1 << bit
+                    continue
+                self._pending[f].append(codes)
+            flat = rows * stride + np.asarray(batch.cols, dtype=np.int64)
+            last = self._last_cells.get(aid)
+            if last is not None and np.array_equal(last, flat):
+                same |= 1
+            else:
+                delta = np.empty(n, dtype=np.int64)
+                delta[0] = flat[0]
+                np.subtract(flat[1:], flat[:-1], out=delta[1:])
+                self._pending["cell"].append(delta.astype("<u4"))  # modulo 2**32 (see _decode_cells)
+            self._last_cells[aid] = flat
+            brow["varying"], brow["raw"], brow["same"] = varying, raw, same
             self._pending["batch"].append(brow)
-            self._pending["row"].append(np.asarray(batch.rows, dtype="<u2"))
-            self._pending["col"].append(np.asarray(batch.cols, dtype="<u2"))
             self._n_records += n
             self._pending_n += n
             if self._pending_n >= 4_000_000 or self.flush_interval <= 0:
@@ -455,6 +501,7 @@ class RunStore:
         key = _name(name)
         with self._lock:
             self._check_usable()
+            self._ensure_space(g_map.nbytes + 4096, f"snapshot {name!r}")
             grp = self._f["snapshots"]
             with self._writing(f"snapshot {name!r}"):
                 if key not in grp:
@@ -502,6 +549,8 @@ class RunStore:
         with self._lock:
             self._check_usable()
             self._flush_locked()
+            self._ensure_space(sum(np.asarray(a).nbytes for a in arrays.values()) + len(meta_json) + 4096,
+                               "a checkpoint")
             with self._writing("a checkpoint"):
                 grp = self._f["checkpoints"]
                 if "index" not in grp:
@@ -509,14 +558,15 @@ class RunStore:
                 slot_now, serial = (int(v) for v in grp["index"][()])
                 slot = 1 - slot_now if slot_now in (0, 1) else 0
                 key = f"slot{slot}"
-                if key in grp:
-                    del grp[key]
-                sg = grp.create_group(key)
-                for name, arr in arrays.items():
-                    _write_checkpoint_array(sg, _name(name), np.asarray(arr))
-                sg.create_dataset("meta", data=np.bytes_(meta_json))
-                sg.attrs["counts"] = _json({k: int(d.shape[0]) for k, d in _appendables(self._f).items()})
-                sg.attrs["serial"] = serial + 1
+                counts = {k: int(d.shape[0]) for k, d in _appendables(self._f).items()}
+                blob = _pack_checkpoint(arrays, meta_json, {"counts": counts, "serial": serial + 1})
+                if key not in grp:  # resized and overwritten in place: HDF5 (2.0) crashes deleting in SWMR mode
+                    grp.create_dataset(key, shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(1 << 16,))
+                ds = grp[key]
+                ds.resize((blob.size,))
+                ds[:] = blob
+                if "encoding" not in ds.attrs:  # attributes are never rewritten in SWMR mode (HDF5 crashes)
+                    ds.attrs["encoding"] = "hil-checkpoint-1 (hil/SCHEMA.md)"
                 self._f.flush()
                 grp["index"][...] = np.array([slot, serial + 1], dtype="<i8")
                 self._f.flush()
@@ -541,7 +591,27 @@ class RunStore:
             self._check_usable()
             self._flush_locked()
 
+    def _ensure_space(self, nbytes: int, what: str) -> None:
+        """Refuse a write that may not fit on the disk, before HDF5 starts it.
+
+        HDF5 does not survive running out of space mid-write (h5py's close then crashes the
+        process), so the store stops first: it needs room for ``nbytes`` (uncompressed, an upper
+        bound) plus :data:`DISK_RESERVE` for closing the file and marking it failed.
+        """
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        if free < nbytes + DISK_RESERVE:
+            self._failed = (f"disk full: {free} bytes free on the file system of {str(self.path)!r}, "
+                            f"writing {what} needs up to {nbytes} + {DISK_RESERVE} reserved")
+            log.error("run file %s: %s", self.path, self._failed)
+            raise StoreError(f"cannot write {what} to run file {str(self.path)!r}: {os.strerror(errno.ENOSPC)} "
+                             f"({self._failed})")
+
     def _flush_locked(self) -> None:
+        self._ensure_space(sum(a.nbytes for chunks in self._pending.values() for a in chunks), "operation records")
         with self._writing("operation records"):
             ops = self._f["ops"]
             extent = ops["extent"]
@@ -636,6 +706,9 @@ class RunStore:
             finally:
                 self._closed = True
                 _close_file(self._f, self._failed is not None)
+            if error is None and not self._failed and self.compact_on_close:
+                saved = compact(self.path)
+                log.info("%s compacted (%d bytes saved)", self.path, saved)
             if error is not None:
                 raise error if isinstance(error, StoreError) else StoreError(str(error))
 
@@ -653,26 +726,147 @@ class RunStore:
                     raise
 
 
-def _write_checkpoint_array(group: h5py.Group, name: str, a: np.ndarray) -> None:
-    """Store one checkpoint array: plain when small, else as zlib-compressed ``.npy`` bytes.
+class _Dictionary:
+    """Codes of the distinct float32 values of one control field (by bit pattern, so exact)."""
 
-    HDF5 (2.0) cannot delete a *chunked* dataset while the file is in SWMR mode, and the
-    double-buffered slots are deleted and rewritten, so compressed arrays are kept as contiguous
-    byte datasets (attribute ``encoding = "npy+zlib"``; :func:`_read_checkpoint_array` decodes).
+    def __init__(self, values: np.ndarray) -> None:
+        bits = np.asarray(values, dtype="<f4").view("<u4")
+        order = np.argsort(bits, kind="stable")
+        self._sorted = bits[order]
+        self._codes = order.astype("<u4")
+        self.size = bits.size
+
+    def encode(self, bits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(codes of ``bits``, the new values' bit patterns in code order); (None, []) when the
+        dictionary would exceed :data:`DICT_LIMIT`."""
+        uniq, inverse = np.unique(bits, return_inverse=True)
+        pos = np.searchsorted(self._sorted, uniq)
+        known = (pos < self._sorted.size) & (self._sorted[np.minimum(pos, self._sorted.size - 1)] == uniq) \
+            if self._sorted.size else np.zeros(uniq.size, dtype=bool)
+        new = uniq[~known]
+        if self.size + new.size > DICT_LIMIT:
+            return None, new[:0]
+        ucode = np.empty(uniq.size, dtype="<u4")
+        ucode[known] = self._codes[pos[known]]
+        ucode[~known] = np.arange(self.size, self.size + new.size, dtype="<u4")
+        if new.size:
+            merged = np.concatenate([self._sorted, new])
+            codes = np.concatenate([self._codes, ucode[~known]])
+            order = np.argsort(merged, kind="stable")
+            self._sorted, self._codes = merged[order], codes[order]
+            self.size += new.size
+        return ucode[inverse.reshape(-1)], new
+
+
+def _decode_cells(delta: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Flat cell indices from the per-batch delta code of ``/ops/cell`` (``n`` records per batch).
+
+    Within a batch, record 0 holds the flat index and each later record the difference to the
+    previous one, modulo 2**32; a running sum restarted at every batch, modulo 2**32, decodes it.
     """
-    if a.size < 1024 or a.dtype.kind not in "biufc":
-        group.create_dataset(name, data=a)
-        return
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    ds = group.create_dataset(name, data=np.frombuffer(zlib.compress(buf.getvalue(), 1), dtype=np.uint8))
-    ds.attrs["encoding"] = "npy+zlib"
+    c = np.cumsum(delta.astype(np.uint64))
+    ends = np.cumsum(n)
+    base = np.zeros(n.size, dtype=np.uint64)
+    base[1:] = c[ends[:-1] - 1]
+    return ((c - np.repeat(base, n)) & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
-def _read_checkpoint_array(ds: h5py.Dataset) -> np.ndarray:
-    if _s(ds.attrs.get("encoding", "")) == "npy+zlib":
-        return np.load(io.BytesIO(zlib.decompress(ds[()].tobytes())), allow_pickle=False)
-    return ds[()]
+def _flat_cells(b: np.ndarray, read: Any) -> np.ndarray:
+    """Flat cell index of every record of the batches ``b`` (``read(name, count)`` reads /ops data)."""
+    n = b["n"].astype(np.int64)
+    same = (b["same"] & 1) != 0
+    stored_n = np.where(same, 0, n)
+    flat_stored = _decode_cells(read("cell", int(stored_n.sum())), stored_n)
+    if not same.any():
+        return flat_stored
+    src = np.arange(len(b))
+    last: dict[int, int] = {}
+    for i, (aid, s) in enumerate(zip(b["array"].tolist(), same.tolist())):
+        if s:
+            src[i] = src[last[aid]]
+        last[aid] = i
+    soff = np.cumsum(stored_n) - stored_n
+    k = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    return flat_stored[np.repeat(soff[src], n) + k]
+
+
+def _pack_checkpoint(arrays: dict[str, np.ndarray], meta_json: str, extra: dict[str, Any]) -> np.ndarray:
+    """One checkpoint as bytes: an 8-byte little-endian header length, a JSON header (meta and,
+    per array: name, dtype, shape, offset, length, encoding) and the arrays' payloads. Arrays of
+    1024 values or more are byte-shuffled (grouped by byte position, as HDF5's shuffle filter
+    does) and deflated (``shuffle+zlib``); smaller ones are stored raw."""
+    entries, payloads, offset = [], [], 0
+    for name, arr in arrays.items():
+        a = np.ascontiguousarray(np.asarray(arr))
+        if a.dtype.kind == "O":
+            raise ValueError(f"checkpoint array {name!r} has dtype object; only numeric / fixed-width arrays")
+        raw = a.reshape(-1).view(np.uint8)
+        if a.size >= 1024 and a.dtype.kind in "biufc":
+            data, enc = zlib.compress(raw.reshape(a.size, a.dtype.itemsize).T.tobytes(), 4), "shuffle+zlib"
+        else:
+            data, enc = raw.tobytes(), "raw"
+        entries.append({"name": _name(name), "dtype": a.dtype.str, "shape": list(a.shape), "offset": offset,
+                        "length": len(data), "encoding": enc})
+        payloads.append(data)
+        offset += len(data)
+    header = json.dumps({"meta": meta_json, "arrays": entries, **extra}).encode()
+    return np.frombuffer(len(header).to_bytes(8, "little") + header + b"".join(payloads), dtype=np.uint8)
+
+
+def _checkpoint_header(blob: bytes) -> dict[str, Any]:
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8 : 8 + n])
+
+
+def _unpack_checkpoint(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    body = memoryview(blob)[8 + n :]
+    arrays = {}
+    for e in header["arrays"]:
+        dt, shape = np.dtype(e["dtype"]), tuple(e["shape"])
+        data = bytes(body[e["offset"] : e["offset"] + e["length"]])
+        if e["encoding"] == "shuffle+zlib":
+            planes = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
+            arrays[e["name"]] = planes.reshape(dt.itemsize, -1).T.copy().view(dt).reshape(shape)
+        else:
+            arrays[e["name"]] = np.frombuffer(data, dtype=dt).reshape(shape).copy()
+    return arrays, json.loads(header["meta"])
+
+
+def compact(path: Path) -> int:
+    """Rewrite a closed run file without the space HDF5 could not reuse while it grew (rewritten
+    partial chunks, replaced checkpoint slots) and without the checkpoint slot that the latest one
+    superseded. Objects are copied as stored (H5Ocopy: compressed chunks are not re-encoded).
+
+    Returns bytes saved; on any failure the original file is kept and 0 is returned.
+    """
+    tmp = path.with_name(path.name + ".compact")
+    try:
+        before = path.stat().st_size
+        with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver=LIBVER) as dst:
+            dst.attrs.update(dict(src.attrs))
+            for key in src:
+                if key != "checkpoints":
+                    src.copy(src[key], dst, name=key)
+                    continue
+                grp = dst.create_group("checkpoints")
+                sc = src["checkpoints"]
+                if "index" not in sc:
+                    continue
+                grp.create_dataset("index", data=sc["index"][()])
+                slot = int(sc["index"][0])
+                if slot >= 0:
+                    src.copy(sc[f"slot{slot}"], grp, name=f"slot{slot}")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return before - path.stat().st_size
+    except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; the original stays valid
+        log.warning("could not compact %s (%s); it stays as written", path, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return 0
 
 
 def _close_file(f: h5py.File, after_error: bool) -> None:
@@ -698,7 +892,7 @@ def _s(v: Any) -> str:
 def _truncate_to(f: h5py.File, counts: dict[str, int]) -> int:
     """Shrink every appendable dataset to its checkpoint count; delete metric and snapshot series
     the checkpoint had not seen. Returns the number of ``/ops`` records dropped."""
-    before = int(f["ops/row"].shape[0])
+    before = int(f["ops/batch"]["n"].astype(np.int64).sum()) if f["ops/batch"].shape[0] else 0
     for key, ds in _appendables(f).items():
         n = counts.get(key)
         if n is None and key.split("/")[0] in ("metrics", "snapshots"):
@@ -710,7 +904,8 @@ def _truncate_to(f: h5py.File, counts: dict[str, int]) -> int:
         if ds.shape[0] > n:
             ds.resize((n, *ds.shape[1:]))
     f["ops/extent"][...] = np.array([f["ops"][name].shape[0] for name in OPS_DATASETS], dtype="<i8")
-    return before - int(f["ops/row"].shape[0])
+    after = int(f["ops/batch"]["n"].astype(np.int64).sum()) if f["ops/batch"].shape[0] else 0
+    return before - after
 
 
 def _refuse_live_writer(path: Path, host: Any, pid: Any, heartbeat: Any) -> None:
@@ -764,20 +959,78 @@ def _open_bounded(path: Path, timeout: float = OPEN_TIMEOUT) -> h5py.File:
     if problem:
         raise StoreError(f"cannot open run file {str(path)!r}: {problem}")
     flags = consistency_flags(path)
-    if flags:
+    if not flags:
         try:
-            probe = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
-                                   timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise StoreError(f"cannot open run file {str(path)!r}: opening did not finish within {timeout:g} s "
-                             "(a corrupt or truncated file whose writer did not close it)") from None
-        if probe.returncode != 0:
-            last = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
-            raise StoreError(f"cannot open run file {str(path)!r}: {last}")
+            return h5py.File(path, "r", swmr=False)
+        except OSError as exc:
+            raise StoreError(f"cannot open run file {str(path)!r}: {_cause(exc)}") from exc
+    bounded = _swmr_open_bounded_retries(path)
+    if bounded is not None:
+        return bounded
+    try:  # no handle on the library's retry count: open once in a child process, with a time bound
+        probe = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
+                               timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise StoreError(f"cannot open run file {str(path)!r}: opening did not finish within {timeout:g} s "
+                         "(a corrupt or truncated file whose writer did not close it)") from None
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise StoreError(f"cannot open run file {str(path)!r}: {last}")
     try:
-        return h5py.File(path, "r", swmr=bool(flags), locking=False)
+        return h5py.File(path, "r", swmr=True)
     except OSError as exc:
         raise StoreError(f"cannot open run file {str(path)!r}: {_cause(exc)}") from exc
+
+
+#: Metadata read attempts of a SWMR reader (HDF5's default, 100 with growing waits, looks like a
+#: hang on a corrupt file; a live writer's half-flushed metadata needs only a few).
+SWMR_READ_ATTEMPTS = 20
+
+
+def _hdf5_library() -> Any:
+    """The HDF5 C library h5py uses (ctypes handle), or None."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = {line.split()[-1] for line in fh if "libhdf5" in line and "libhdf5_hl" not in line}
+        libs = [p for p in libs if os.path.basename(p).startswith("libhdf5")]
+        return ctypes.CDLL(sorted(libs)[0]) if libs else None
+    except (OSError, IndexError):
+        return None
+
+
+def _swmr_open_bounded_retries(path: Path) -> h5py.File | None:
+    """Open read-only in SWMR mode with :data:`SWMR_READ_ATTEMPTS` metadata read attempts (a
+    corrupt file then fails within milliseconds). None if the library setting is out of reach."""
+    import ctypes
+
+    lib = _hdf5_library()
+    if lib is None or not hasattr(lib, "H5Pset_metadata_read_attempts"):
+        return None
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    if lib.H5Pset_metadata_read_attempts(ctypes.c_int64(fapl.id), ctypes.c_uint(SWMR_READ_ATTEMPTS)) < 0:
+        return None
+    try:
+        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    except OSError as exc:
+        raise StoreError(f"cannot open run file {str(path)!r}: {_cause(exc)}") from exc
+    return h5py.File(fid)
+
+
+def _reading(method):
+    """Report a read failure of a damaged file as a :class:`StoreError` naming the file."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise StoreError(f"cannot read run file {str(self.path)!r} ({method.__name__}): {_cause(exc)}") from exc
+    return wrapper
 
 
 class RunReader:
@@ -794,6 +1047,11 @@ class RunReader:
         self._f = _open_bounded(self.path, timeout)
         try:
             self._check_schema()
+        except (OSError, KeyError, RuntimeError) as exc:
+            self._f.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot read run file {str(self.path)!r}: {_cause(exc)}") from exc
         except BaseException:
             self._f.close()
             raise
@@ -854,16 +1112,19 @@ class RunReader:
         ext.refresh()
         return dict(zip(OPS_DATASETS, (int(v) for v in ext[()])))
 
-    def batches(self) -> np.ndarray:
-        """The committed ``/ops/batch`` table (BATCH_DTYPE)."""
+    @_reading
+    def batches(self, extent: dict[str, int] | None = None) -> np.ndarray:
+        """The committed ``/ops/batch`` table (BATCH_DTYPE); ``extent``: as read by :meth:`_extent`
+        (one consistent moment of a live file)."""
         if self.schema_major < 2:
             raise StoreError(f"{self.path}: schema {self.attrs.get('schema_version')} has no batch table")
-        n = self._extent()["batch"]
+        n = (extent or self._extent())["batch"]
         ds = self._f["ops/batch"]
         ds.refresh()
         return ds[:n]
 
     @property
+    @_reading
     def n_ops(self) -> int:
         """Number of committed operation records."""
         if self.schema_major < 2:
@@ -872,6 +1133,7 @@ class RunReader:
             return int(ds.shape[0])
         return int(self.batches()["n"].sum())
 
+    @_reading
     def ops_columns(self, *names: str, array: str | int | None = None) -> dict[str, np.ndarray]:
         """Columns of the expanded ``/ops`` records (names from :data:`OP_DTYPE`, default all), each
         shape (n,), in file order; ``array`` selects one array's records (by name or id).
@@ -893,18 +1155,41 @@ class RunReader:
                 keep = out.get("array", np.zeros(len(rec), "<u2")) == self.array_id(array)
                 out = {k: v[keep] for k, v in out.items()}
             return out
-        b = self.batches()
         ext = self._extent()
+        b = self.batches(ext)
         ops = self._f["ops"]
         n = b["n"].astype(np.int64)
         total = int(n.sum())
         sel = None if array is None else np.repeat(b["array"] == self.array_id(array), n)
+
+        def read(name: str, count: int) -> np.ndarray:
+            ds = ops[name]
+            ds.refresh()
+            return ds[:min(count, ext[name])]
+
+        flat = None
+        codes: dict[str, np.ndarray] = {}
+
+        def field_codes(nm: str, coded: np.ndarray) -> np.ndarray:
+            """Per-record dictionary codes of field ``nm`` (valid where ``coded``)."""
+            if nm not in codes:
+                c = np.zeros(total, dtype=np.int64)
+                same = (b["same"] & (1 << VARYING_FIELDS.index(nm))) != 0 if nm != "v_gate" else np.zeros(len(b), bool)
+                own = coded & ~same
+                c[np.repeat(own, n)] = read(nm, int(n[own].sum()))
+                if (coded & same).any():
+                    vg = (b["varying"] & 2 != 0) & (b["raw"] & 2 == 0)
+                    c[np.repeat(coded & same, n)] = field_codes("v_gate", vg)[np.repeat(coded & same, n)]
+                codes[nm] = c
+            return codes[nm]
+
         out: dict[str, np.ndarray] = {}
         for nm in names:
             if nm in ("row", "col"):
-                ds = ops[nm]
-                ds.refresh()
-                col = ds[:total]
+                if flat is None:
+                    flat = _flat_cells(b, read)
+                    stride = np.repeat(b["stride"].astype(np.int64), n)
+                col = (flat // stride if nm == "row" else flat % stride).astype("<u2")
             elif nm in ("array", "kind"):
                 col = np.repeat(b[nm], n)
             else:
@@ -915,15 +1200,21 @@ class RunReader:
                     col = np.repeat(b["t_start"], n) + np.repeat(b["t_step"], n) * k
                 else:
                     col = np.repeat(b[nm], n)
-                if vary.any():
-                    ds = ops[nm]
-                    ds.refresh()
-                    need = int(n[vary].sum())
-                    col[np.repeat(vary, n)] = ds[:min(need, ext[nm])]
+                if nm in CODED_FIELDS:
+                    raw = (b["raw"] & bit) != 0
+                    coded = vary & ~raw
+                    if coded.any():
+                        values = read(f"{nm}_values", DICT_LIMIT)
+                        col[np.repeat(coded, n)] = values[field_codes(nm, coded)[np.repeat(coded, n)]]
+                    if (vary & raw).any():
+                        col[np.repeat(vary & raw, n)] = read(f"{nm}_raw", int(n[vary & raw].sum()))
+                elif vary.any():
+                    col[np.repeat(vary, n)] = read(nm, int(n[vary].sum()))
             out[nm] = col if sel is None else col[sel]
         return out
 
     @property
+    @_reading
     def ops(self) -> np.ndarray:
         """All committed operation records as one OP_DTYPE table (see :meth:`ops_columns`)."""
         cols = self.ops_columns()
@@ -932,6 +1223,7 @@ class RunReader:
             rec[k] = v
         return rec
 
+    @_reading
     def pulses_per_device(self, array: str | int | None = None) -> np.ndarray:
         """Programming pulses (FORM, SET, RESET) applied to each cell, int64 (rows, cols).
 
@@ -944,23 +1236,27 @@ class RunReader:
             array = arrays[0]["id"]
         aid = self.array_id(array)
         info = next(a for a in arrays if a["id"] == aid)
-        b = self.batches()
-        ops = self._f["ops"]
-        keep = (b["array"] == aid) & (b["kind"] != int(OpKind.READ))
+        ext = self._extent()
+        b = self.batches(ext)
+        n = b["n"].astype(np.int64)
+        keep = np.repeat((b["array"] == aid) & (b["kind"] != int(OpKind.READ)), n)
         counts = np.zeros(info["rows"] * info["cols"], dtype=np.int64)
-        if not keep.any():
-            return counts.reshape(info["rows"], info["cols"])
-        total = int(b["n"].astype(np.int64).sum())
-        mask = np.repeat(keep, b["n"].astype(np.int64))
-        rows = ops["row"][:total][mask].astype(np.int64)
-        cols = ops["col"][:total][mask].astype(np.int64)
-        counts += np.bincount(rows * info["cols"] + cols, minlength=counts.size)
+        if keep.any():
+            ops = self._f["ops"]
+
+            def read(name: str, count: int) -> np.ndarray:
+                ops[name].refresh()
+                return ops[name][:min(count, ext[name])]
+
+            flat = _flat_cells(b, read)[keep]
+            counts += np.bincount(flat, minlength=counts.size)  # stride = the array's columns
         return counts.reshape(info["rows"], info["cols"])
 
     # ------------------------------------------------------------------ snapshots, metrics
     def snapshot_names(self) -> list[str]:
         return sorted(self._f["snapshots"].keys())
 
+    @_reading
     def snapshot(self, name: str, index: int = -1) -> tuple[np.ndarray, float]:
         """Conductance map (S, (rows, cols)) and its bench time (s); the latest by default."""
         grp = self._f["snapshots"][name]
@@ -968,6 +1264,7 @@ class RunReader:
         grp["time"].refresh()
         return grp["g"][index], float(grp["time"][index])
 
+    @_reading
     def snapshot_series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """All maps of a snapshot series, shape (n, rows, cols), and their bench times, s, shape (n,)."""
         grp = self._f["snapshots"][name]
@@ -978,12 +1275,14 @@ class RunReader:
     def metric_names(self) -> list[str]:
         return sorted(self._f["metrics"].keys())
 
+    @_reading
     def metric(self, name: str) -> np.ndarray:
         """Metric table (METRIC_DTYPE): step, epoch, value."""
         ds = self._f["metrics"][name]
         ds.refresh()
         return ds[()]
 
+    @_reading
     def resumes(self) -> np.ndarray:
         """The resume markers (RESUME_DTYPE), empty for a run never resumed."""
         if "resumes" not in self._f:
@@ -991,31 +1290,40 @@ class RunReader:
         return self._f["resumes"][()]
 
     # ------------------------------------------------------------------ checkpoints
-    def _slot(self) -> h5py.Group | None:
+    def _slot(self) -> h5py.Dataset | h5py.Group | None:
         grp = self._f["checkpoints"]
         if "index" not in grp:
             return None
         slot, _serial = (int(v) for v in grp["index"][()])
         return None if slot < 0 else grp[f"slot{slot}"]
 
+    @_reading
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """The latest complete checkpoint as (arrays, meta), or None."""
         sg = self._slot()
         if sg is None:
             return None
-        arrays = {k: _read_checkpoint_array(sg[k]) for k in sg if k != "meta"}
-        return arrays, json.loads(sg["meta"][()].decode())
+        if isinstance(sg, h5py.Group):  # written before the packed slots
+            return {k: sg[k][()] for k in sg if k != "meta"}, json.loads(sg["meta"][()].decode())
+        sg.refresh()
+        return _unpack_checkpoint(sg[()].tobytes())
 
+    @_reading
     def _checkpoint_counts(self) -> tuple[dict[str, int], int]:
         """(counts of every appendable dataset at the latest checkpoint, its serial); ({}, -1) without one."""
         sg = self._slot()
         if sg is None:
             return {}, -1
+        if isinstance(sg, h5py.Dataset):
+            sg.refresh()
+            head = _checkpoint_header(sg[()].tobytes())
+            return head["counts"], int(head["serial"])
         if "counts" not in sg.attrs:
             raise StoreError(f"{self.path}: its checkpoint records no dataset counts (schema "
                              f"{self.attrs.get('schema_version')}); it cannot be resumed exactly")
         return json.loads(sg.attrs["counts"]), int(sg.attrs.get("serial", -1))
 
+    @_reading
     def calibration(self) -> dict[str, np.ndarray]:
         grp = self._f["calibration"]
         return {k: grp[k][()] for k in grp}

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from hil import __version__
-from hil.cli import calibrate, datasets, info, program, read, report, run, sim_server
+from hil.cli import calibrate, check, datasets, export, info, program, read, repair, report, run, sim_server, sweep
 
 #: Subcommand modules, in the order ``hil --help`` lists them.
-COMMANDS = [info, program, read, report, calibrate, sim_server, run, datasets]
+COMMANDS = [info, program, read, report, calibrate, sim_server, run, sweep, datasets, check, repair, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

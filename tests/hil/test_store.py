@@ -81,11 +81,14 @@ def test_checkpoint_slots_alternate_and_last_complete_wins(tmp_path):
     path = tmp_path / "run.h5"
     with RunStore.create(path, config={}, seed=0, backend="sim") as store:
         for epoch in range(3):
-            store.checkpoint({"w": np.full(3, float(epoch))}, {"epoch": epoch})
+            store.checkpoint({"w": np.full(3, float(epoch)), "big": np.arange(5000.0) + epoch}, {"epoch": epoch})
+        with open_run(path) as run:  # while the run goes on, both slots are kept
+            assert sorted(run._f["checkpoints"]) == ["index", "slot0", "slot1"]
     arrays, meta = open_run(path).load_checkpoint()
-    assert meta["epoch"] == 2 and np.all(arrays["w"] == 2)
-    with h5py.File(path) as f:
-        assert sorted(f["checkpoints"]) == ["index", "slot0", "slot1"]
+    assert meta["epoch"] == 2 and np.all(arrays["w"] == 2) and np.array_equal(arrays["big"], np.arange(5000.0) + 2)
+    with h5py.File(path) as f:  # closed: only the slot needed is kept, the big array compressed
+        assert sorted(f["checkpoints"]) == ["index", "slot0"]
+        assert f["checkpoints/slot0"].nbytes < 5000 * 8 / 4  # compressed
 
 
 def test_reader_sees_data_while_the_writer_runs(tmp_path):

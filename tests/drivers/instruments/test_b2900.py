@@ -120,6 +120,35 @@ def test_a_point_that_clamped_mid_list_is_caught_from_its_status():
         assert smu.measure_list(3, 0.1, 1e-3, 1e-4, gate=2.5, allow_trip=True)[1] == 1e-4
 
 
+@pytest.mark.parametrize("word", [2, 4, 6])
+def test_compliance_is_read_from_status_bits_1_and_2(word):
+    """Manual: B2900 SCPI Command Reference Ed. 2, p. 1-14, Table 1-2 -- the compliance
+    condition is bits 1-2 (2, 4 or 6). The old driver tested bit 3 (8) and missed it."""
+    script = INIT + [(_read_msg(2), None), (FETCH, block([1e-6, 1e-4], [0, word])), (":OUTP1 OFF;:OUTP2 OFF", None)]
+    with pytest.raises(ComplianceTrip, match="point 1"):
+        with expected_protocol(B2900, script, LIMITS) as smu:
+            smu.measure_list(2, 0.1, 1e-3, 1e-4, gate=2.5)
+
+
+@pytest.mark.parametrize("word", [8, 16, 32])
+def test_over_voltage_current_temperature_bits_are_faults_not_compliance(word):
+    """Bit 3 (8) is over voltage, bit 4 (16) over current, bit 5 (32) high temperature (Table 1-2):
+    the run stops with outputs off, and it is not reported as a compliance trip."""
+    script = INIT + [(_read_msg(2), None), (FETCH, block([1e-6, 1e-6], [0, word])), (":OUTP1 OFF;:OUTP2 OFF", None)]
+    with pytest.raises(InstrumentError, match="status") as err:
+        with expected_protocol(B2900, script, LIMITS) as smu:
+            smu.measure_list(2, 0.1, 1e-3, 1e-4, gate=2.5, allow_trip=True)
+    assert not isinstance(err.value, ComplianceTrip)
+
+
+def test_trigger_interval_minimum_follows_the_model():
+    """B2900A data sheet p. 17: trigger interval 20 us (B2901A/B2902A), 10 us (B2911A/B2912A)."""
+    from drivers.instruments.b2900 import MODELS
+
+    assert MODELS["B2901A"].min_timer == MODELS["B2902A"].min_timer == 20e-6
+    assert MODELS["B2911A"].min_timer == MODELS["B2912A"].min_timer == 10e-6
+
+
 def test_error_count_reads_queue_raises_and_switches_off():
     script = INIT + [(_read_msg(1), None), (FETCH, block([1e-6], tail=b";+1")),
                      (":SYST:ERR:ALL?", '-222,"Data out of range"'), (":OUTP1 OFF;:OUTP2 OFF", None)]
