@@ -22,7 +22,10 @@ from hil.program import program_verify
 from hil.store import open_run
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-EPHEMERAL = {"sim": {"smu_port": 0, "router_port": 0, "pulser_port": 0, "pty_link": ""}}
+# These tests check the protocol path (pulses on the wire, read-back, records), not the device:
+# like tests/drivers/test_bench_e2e.py they run on the benign HfO2 physics, whose read noise is
+# small enough for a 5 % comparison with the simulator's true conductances.
+EPHEMERAL = {"sim": {"smu_port": 0, "router_port": 0, "pulser_port": 0, "pty_link": "", "physics": "hfo2-benign"}}
 
 
 def _served_copy(example: Path, resources: dict[str, str], config, tmp_path: Path) -> Path:
@@ -33,6 +36,7 @@ def _served_copy(example: Path, resources: dict[str, str], config, tmp_path: Pat
         actual = re.search(r"::(\d+)::SOCKET", resource)
         if actual:
             text = text.replace(f"::{ports[role]}::SOCKET", f"::{actual.group(1)}::SOCKET")
+    text = text.replace('physics = "hfo2"', 'physics = "hfo2-benign"')
     path = tmp_path / example.name
     path.write_text(text)
     return path

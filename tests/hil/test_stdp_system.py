@@ -130,7 +130,7 @@ def block(n_in=8, n=4, **kw) -> STDPBlock:
 
 
 def test_firing_raises_threshold_through_sfa_device() -> None:
-    b = block(vth0=0.05, sfa_gain=10.0, p_noise=0.0)
+    b = block(vth0=0.05, sfa_gain=10.0, p_noise=0.0, v_pulse_sfa=1.6)
     bits = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
     sfa_cells = 9 * 4 + np.arange(4)
     g0 = b.array.conductance().reshape(-1)[sfa_cells]
