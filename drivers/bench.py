@@ -173,6 +173,14 @@ def _str(section: dict[str, Any], name: str, where: str, choices: tuple[str, ...
     return value
 
 
+def _table(data: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    """The optional table ``[name]`` of ``data`` ({} when absent); BenchConfigError if it is not a table."""
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        raise BenchConfigError(f"{where} = {section!r} is not allowed; allowed: a table ([{where}] with key = value lines)")
+    return section
+
+
 def _check_keys(section: dict[str, Any], where: str, allowed: set[str]) -> None:
     unknown = set(section) - allowed
     if unknown:
@@ -211,9 +219,7 @@ def _technology(section: dict[str, Any]) -> Technology:
     from drivers.sim.presets import PRESETS  # preset operating conditions (datasheet values)
 
     name = _str(section, "technology", "bench", tuple(PRESETS) + ("custom",))
-    tech_overrides = section.get("operating", {})
-    if not isinstance(tech_overrides, dict):
-        raise BenchConfigError("bench.operating must be a table")
+    tech_overrides = _table(section, "operating", "bench.operating")
     if name == "custom":
         base = None
     else:
@@ -264,7 +270,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         raise BenchConfigError(f"bench.shape = {shape!r} must be [rows, cols] with 1 <= rows, cols <= 1024")
     technology = _technology(bench)
 
-    limits_section = data.get("limits", {})
+    limits_section = _table(data, "limits", "limits")
     _check_keys(limits_section, "limits", {f.name for f in fields(SafetyLimits)})
     lim_ranges = {"max_v_pulse": (0.01, 20.0, "V"), "max_v_gate": (0.01, 10.0, "V"), "max_v_read": (0.001, 2.0, "V"),
                   "max_compliance": (1e-9, 0.1, "A"), "max_width": (1e-9, 10.0, "s"), "min_width": (1e-10, 1.0, "s")}
@@ -274,7 +280,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         raise BenchConfigError(f"limits.min_width = {lim['min_width']:g} s exceeds limits.max_width = {lim['max_width']:g} s")
     limits = SafetyLimits(**lim)
 
-    timing_section = data.get("timing", {})
+    timing_section = _table(data, "timing", "timing")
     _check_keys(timing_section, "timing", {"aperture", "read_overhead", "pulse_overhead", "route_settle"})
     dt = BenchTiming()
     timing = BenchTiming(
@@ -286,7 +292,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
 
     smu = _instrument(data.get("smu"), "smu", _SMU_MODELS)
     router = _instrument(data.get("router"), "router", _ROUTER_MODELS)
-    sim_section = data.get("sim", {})
+    sim_section = _table(data, "sim", "sim")
     _check_keys(sim_section, "sim", {f.name for f in fields(SimConfig)})
     sim = SimConfig(
         physics=_str(sim_section, "physics", "sim", ("hfo2", "siox"), technology.name if technology.name in ("hfo2", "siox") else "hfo2"),
@@ -332,12 +338,17 @@ def load_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = N
     """Read and validate a bench TOML file; ``overrides`` replace fields per section."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BenchConfigError(f"bench file {str(path)!r} not found") from None
+    except UnicodeDecodeError as exc:
+        raise BenchConfigError(f"bench file {str(path)!r} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchConfigError(f"bench file {str(path)!r} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise BenchConfigError(f"bench file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     for section, values in (overrides or {}).items():
+        _table(data, section, section)
         data.setdefault(section, {}).update(values)
     return parse_bench(data, str(path))
 
@@ -373,6 +384,9 @@ class BenchArray(CrossbarArray):
             instruments' own clock advances with their operations only, so devices do not
             relax during host-side waits, unlike :class:`~drivers.sim_array.SimArray`).
     """
+
+    #: the validated bench file the array was opened from (:meth:`from_config`), else None
+    bench_config: BenchConfig | None = None
 
     def __init__(
         self,
@@ -464,10 +478,12 @@ class BenchArray(CrossbarArray):
             opened.insert(1, smu)
             router = _make_router(config, router_t)
             opened.append(router)
-            return cls(
+            array = cls(
                 config.shape, config.technology, smu, router, config.limits, config.timing,
                 config.batch, config.read_compliance, config.pulse_compliance, config.v_gate_read, config.wait,
             )
+            array.bench_config = config  # the validated bench file, recorded in run files (hil.provenance)
+            return array
         except BaseException:
             for inst in reversed(opened):
                 try:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from drivers.sim_array import SimArray
-from hil.cli.common import add_backend_options, make_sim_array, parse_shape
+from hil.cli.common import add_backend_options, check_run_out, make_sim_array, parse_shape
 from hil.figures import heat_map
 from hil.store import RunStore, StoreError, check_writable, open_run
 
@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if args.after < 0:
         raise ValueError(f"--after {args.after} must be >= 0 s")
     png = args.png or args.out.with_suffix(".png")
-    check_writable(args.out, args.overwrite)
+    check_run_out(args.out, args.overwrite, reads=[args.run])
+    if png.suffix.lower() != ".png":
+        raise ValueError(f"--png {str(png)!r}: the heat map file must end in .png")
+    if args.run is not None and png.exists() and png.samefile(args.run):
+        raise ValueError(f"--png {str(png)!r} is the file this command reads; write to another file")
     check_writable(png, args.overwrite)
     if args.run is not None:
         array = _array_from_run(args.run)
