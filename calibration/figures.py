@@ -8,6 +8,8 @@
 * :func:`level_cdfs` — CDFs of the multi-level states vs I_CC and of the LCS
   (metaplasticity paper Fig. 4b).
 * :func:`noise_relaxation` — read-noise distribution and the spread growing with log(time).
+* :func:`verify_spread` — spread after program-and-verify beside Milo et al.'s IGVVA line
+  (IRPS 2021, Fig. 4; see :mod:`calibration.published`).
 
 matplotlib with the Agg backend; every function writes one PNG and returns its path.
 """
@@ -24,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from calibration.data import CharacterisationData  # noqa: E402
 from calibration.fit import FitResult, condition_stats  # noqa: E402
+from calibration.published import MILO_RANGE, milo_igvva_sigma  # noqa: E402
 from calibration.table import LevelData, LevelTable  # noqa: E402
 
 
@@ -179,6 +182,34 @@ def noise_relaxation(path: Path, data: CharacterisationData, fit: FitResult) -> 
     axes[1].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def verify_spread(path: Path, g_target: np.ndarray, sigma: np.ndarray, n_cells: np.ndarray, label: str,
+                  rel_band: float = 0.25) -> Path:
+    """Spread (S) per target level (S) after program-and-verify, beside Milo et al.'s line.
+
+    Args:
+        path: PNG to write.
+        g_target, sigma, n_cells: per level, shape (L,) (e.g. :class:`hil.verify_spread.SpreadResult`).
+        label: what was measured (array, settings), for the legend.
+        rel_band: the shaded band around the line (relative), the comparison's tolerance.
+    """
+    g = np.linspace(*MILO_RANGE, 50)
+    line = milo_igvva_sigma(g)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.plot(g * 1e6, line * 1e6, "-", color="k", label="Milo et al., IRPS 2021, Fig. 4 (IGVVA fit)")
+    ax.fill_between(g * 1e6, (1 - rel_band) * line * 1e6, (1 + rel_band) * line * 1e6, color="k", alpha=0.1,
+                    label=f"±{100 * rel_band:.0f} %")
+    ax.plot(np.asarray(g_target) * 1e6, np.asarray(sigma) * 1e6, "o", color="tab:red", ms=7, label=label)
+    for x, y, n in zip(np.asarray(g_target) * 1e6, np.asarray(sigma) * 1e6, n_cells):
+        ax.annotate(f"{int(n)}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7)
+    ax.set_xlabel("target conductance G (µS)")
+    ax.set_ylabel("σ_G after program-and-verify (µS)")
+    ax.set_ylim(0, max(8.0, 1.2 * float(np.nanmax(np.asarray(sigma) * 1e6, initial=0))))
+    ax.set_title("conductance spread after program-and-verify (cells per level annotated)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     return _save(fig, path)
 
 

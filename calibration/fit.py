@@ -93,6 +93,12 @@ NOT_FITTED: dict[str, str] = {
     "endurance_median": "endurance not characterised",
     "sigma_endurance": "endurance not characterised",
     "g_mid": "endurance not characterised",
+    "read_dev_ref": "device read fluctuation (RTN, 1/f) not separated from the instrument's read noise",
+    "g_read_ref": "device read fluctuation not separated",
+    "read_dev_exp": "device read fluctuation not separated",
+    "read_dev_max": "device read fluctuation not separated",
+    "sigma_relax_abs": "conductance-independent relaxation not separated from the relative one",
+    "drift_relax_hrs": "HRS relaxation not characterised (relaxation is measured on LRS cells)",
 }
 
 

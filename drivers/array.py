@@ -115,12 +115,12 @@ class CrossbarArray(ABC):
                 self._events = np.zeros(self.size, dtype=np.int64)
             self._events[idx] += 1
         per_cell = self.timing.route_settle + cost_each
-        times = self.bench_time + per_cell * np.arange(1, n + 1)
+        t_start = self.bench_time
         self.bench_time += per_cell * n
         self._after_time_advance()
         if self._listeners:
             rows, cols = np.divmod(idx, self.shape[1])
-            batch = make_batch(kind, rows, cols, times, **fields)
+            batch = make_batch(kind, rows, cols, t_start=t_start, t_step=per_cell, **fields)
             for listener in self._listeners:
                 listener(batch)
 

@@ -12,11 +12,16 @@ Two execution paths:
       the board and one list sweep on the SMU. One pulse+verify iteration over a batch costs
       2 round trips: the board's ``LOAD`` (skipped when the same list is still armed) and the
       SMU's compound fetch. The pulse sweep itself is write-only; its errors surface in the
-      error count of the next fetch. This assumes the board's trigger input is wired to the
-      SMU's trigger output (one edge per source point), which this project could not verify
-      on hardware.
+      error count of the next fetch. The SMU's trigger output (``:TRIG:TRAN:TOUT`` on
+      ``smu.trigger_line``) must be wired to the board's trigger input: one edge at the start
+      of each point, so the list is loaded rotated by one (see :meth:`BenchArray._route_list`).
+      The edge timing is taken from the manual's description and not verified on hardware.
     * **Per-cell path** (switch matrix, or a B1500): for every cell, route (one round trip:
-      the router confirms), then pulse or measure.
+      the router confirms), then pulse or measure. With a gate SMU channel, a pulse waits until
+      the next read of its cell and both go in one round trip (``smu.pulse_and_read``): 2 round
+      trips per cell and iteration; pulses no read takes are fired before anything else
+      (another pulse on the cell, :meth:`BenchArray.wait`, close). An error raised by a
+      deferred pulse surfaces from the read that fires it.
 
 Configuration is validated into typed objects before any instrument is touched; a bad field
 raises :class:`BenchConfigError` naming the field, the value and the allowed range.
@@ -27,7 +32,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +40,8 @@ import numpy as np
 
 from drivers.array import CrossbarArray
 from drivers.limits import SafetyLimits
+from drivers.pulse_source import PulserConfig, cell_to_pulse_amplitude, make_pulser, parse_pulser
+from drivers.sim.presets import PRESETS
 from drivers.technology import Technology, Transistor
 from drivers.timing import BenchTiming
 from drivers.transport import SerialTransport, Transport, VisaTransport
@@ -117,6 +124,7 @@ class SimConfig:
     host: str = "127.0.0.1"
     smu_port: int = 5025
     router_port: int = 5026
+    pulser_port: int = 5027
     pty_link: str = ""
     state_file: str = ""
     p_timeout: float = 0.0
@@ -143,6 +151,22 @@ class BenchConfig:
     wait: str = "sleep"
     sim: SimConfig = field(default_factory=SimConfig)
     source: str = ""
+    pulser: PulserConfig | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The whole bench as parsed (instruments, wiring, limits, timing, operating conditions,
+        simulation settings), JSON-ready: infinities become the string ``"inf"``."""
+        return _json_ready(asdict(self))
+
+
+def _json_ready(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return str(obj)
+    return obj
 
 
 _SMU_MODELS = ("b2900", "b1500")
@@ -260,7 +284,7 @@ def _technology(section: dict[str, Any]) -> Technology:
 
 def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
     """Validate a parsed bench file into a :class:`BenchConfig` (touches no instrument)."""
-    _check_keys(data, "bench file", {"bench", "smu", "router", "limits", "timing", "sim"})
+    _check_keys(data, "bench file", {"bench", "smu", "router", "limits", "timing", "sim", "pulser"})
     bench = data.get("bench")
     if not isinstance(bench, dict):
         raise BenchConfigError("[bench] section is missing")
@@ -292,14 +316,18 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
 
     smu = _instrument(data.get("smu"), "smu", _SMU_MODELS)
     router = _instrument(data.get("router"), "router", _ROUTER_MODELS)
+    pulser = parse_pulser(data.get("pulser"), smu.model, router.model, BenchConfigError, _num, _str, _check_keys)
+    if pulser is not None and "pulse_overhead" not in timing_section:
+        timing = replace(timing, pulse_overhead=pulser.pulse_overhead)  # the pulse source's timing model
     sim_section = _table(data, "sim", "sim")
     _check_keys(sim_section, "sim", {f.name for f in fields(SimConfig)})
     sim = SimConfig(
-        physics=_str(sim_section, "physics", "sim", ("hfo2", "siox"), technology.name if technology.name in ("hfo2", "siox") else "hfo2"),
+        physics=_str(sim_section, "physics", "sim", tuple(sorted(PRESETS)), technology.name if technology.name in PRESETS else "hfo2"),
         seed=_num(sim_section, "seed", "sim", 0, 2**32 - 1, 0, integer=True),
         host=_str(sim_section, "host", "sim", default="127.0.0.1"),
         smu_port=_num(sim_section, "smu_port", "sim", 0, 65535, 5025, integer=True),
         router_port=_num(sim_section, "router_port", "sim", 0, 65535, 5026, integer=True),
+        pulser_port=_num(sim_section, "pulser_port", "sim", 0, 65535, 5027, integer=True),
         pty_link=_str(sim_section, "pty_link", "sim", default=""),
         state_file=_str(sim_section, "state_file", "sim", default=""),
         p_timeout=_num(sim_section, "p_timeout", "sim", 0.0, 0.5, 0.0),
@@ -322,6 +350,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         wait=_str(bench, "wait", "bench", ("sleep", "clock"), "sleep"),
         sim=sim,
         source=source,
+        pulser=pulser,
     )
     if smu.model == "b2900" and smu.gate_channel not in (0, 1, 2):
         raise BenchConfigError(f"smu.gate_channel = {smu.gate_channel} is not allowed for a B2900; choose 1, 2 or 0 (none)")
@@ -331,7 +360,35 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         raise BenchConfigError("smu.gate_channel = 0 (no gate channel) needs router.model = 'array_board' (its gate DAC drives the gate)")
     if technology.v_read > limits.max_v_read:
         raise BenchConfigError(f"bench.operating.v_read = {technology.v_read} V exceeds limits.max_v_read = {limits.max_v_read} V")
+    _check_smu_pulse_widths(config)
     return config
+
+
+def _check_smu_pulse_widths(config: BenchConfig) -> None:
+    """When the SMU fires the pulses, the operating widths must be ones its manual allows
+    (every B2900 model: >= 50 us; the B1500's SMU modules: >= their shortest ``PT`` width);
+    with a pulse source, the ones its model table allows."""
+    if config.pulser is not None:
+        from drivers.instruments.b1525a_spgu import SPGU_MODELS
+        from drivers.instruments.waveform_generator import GENERATOR_MODELS
+
+        table = SPGU_MODELS if config.pulser.model == "b1525a" else GENERATOR_MODELS
+        low, what = min(m.min_width for m in table.values()), f"the {config.pulser.model} pulse source's shortest width"
+    elif config.smu.model == "b2900":
+        from drivers.instruments.b2900 import MODELS
+
+        low, what = min(m.min_pulse_width for m in MODELS.values()), "the B2900's shortest pulse"
+    else:
+        from drivers.instruments.b1500 import SMU_MODELS
+
+        low, what = min(m.min_pulse_width for m in SMU_MODELS.values()), "the B1500 SMUs' shortest PT width"
+    t = config.technology
+    for name in ("width_set", "width_reset", "width_form"):
+        if getattr(t, name) < low:
+            raise BenchConfigError(
+                f"bench.operating.{name} = {getattr(t, name):g} s is below {what} ({low:g} s); allowed range "
+                f"[{low:g}, {config.limits.max_width:g}] s"
+            )
 
 
 def load_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> BenchConfig:
@@ -401,6 +458,8 @@ class BenchArray(CrossbarArray):
         pulse_compliance: float = 1e-3,
         v_gate_read: float | None = None,
         wait: str = "sleep",
+        pulser: Any = None,
+        pulser_config: PulserConfig | None = None,
     ) -> None:
         super().__init__(shape, technology, limits, timing)
         if wait not in ("sleep", "clock"):
@@ -426,10 +485,15 @@ class BenchArray(CrossbarArray):
         self._smu_gate = getattr(smu, "gate", None) is not None
         # A write-only pulse sweep may still run on the SMU: the router must not change under it.
         self._smu_busy = False
-        # Per-cell path with an SMU that pulses and verifies in one message (B1500 with a gate
-        # SMU): pulses wait here and are fired with the next read of their cell (one route and
-        # one round trip per cell and iteration), or flushed before anything else.
-        self._defer = (not self._list_path) and self._smu_gate and hasattr(smu, "pulse_and_read")
+        if pulser is not None and pulser_config is None:
+            raise ValueError("a pulse source needs its PulserConfig (wiring)")
+        self.pulser = pulser
+        self.pulser_config = pulser_config
+        # Per-cell path with an SMU that pulses and verifies in one round trip (a gate SMU
+        # channel, no list path): pulses wait here and are fired with the next read of their cell (one route and
+        # one round trip per cell and iteration), or flushed before anything else. Not with a
+        # pulse source: it fires the pulses.
+        self._defer = (not self._list_path) and self._smu_gate and hasattr(smu, "pulse_and_read") and pulser is None
         self._pending: dict[int, tuple[float, float, float]] = {}
 
     def _sync(self) -> None:
@@ -478,9 +542,18 @@ class BenchArray(CrossbarArray):
             opened.insert(1, smu)
             router = _make_router(config, router_t)
             opened.append(router)
+            pulser = None
+            if config.pulser is not None:
+                pc = config.pulser
+                pulser_t = smu_t if pc.shares_smu_transport else (transports.get("pulser") or _open_transport(pc))
+                if pulser_t is not smu_t:
+                    opened.append(pulser_t)
+                pulser = make_pulser(pc, config.limits, pulser_t)
+                opened.append(pulser)
             array = cls(
                 config.shape, config.technology, smu, router, config.limits, config.timing,
                 config.batch, config.read_compliance, config.pulse_compliance, config.v_gate_read, config.wait,
+                pulser, config.pulser,
             )
             array.bench_config = config  # the validated bench file, recorded in run files (hil.provenance)
             return array
@@ -506,6 +579,7 @@ class BenchArray(CrossbarArray):
             for flat, (vp, vg, w) in pending.items():
                 self._route_cell(*divmod(flat, self.shape[1]))
                 self.smu.pulse_one(vp, vg, w, self.pulse_compliance)
+                self._smu_busy = hasattr(self.smu, "wait_idle")  # a write-only pulse may still run
         except BaseException:
             self._after_failure()
             raise
@@ -520,7 +594,9 @@ class BenchArray(CrossbarArray):
             self._pending.update((int(i), (float(vp), float(vg), float(width))) for i, vp, vg in zip(idx, v_pulse, v_gate))
             return
         try:
-            if self._list_path:
+            if self.pulser is not None:
+                self._pulse_with_pulser(rows, cols, v_pulse, v_gate, width)
+            elif self._list_path:
                 for s in self._batches(idx.size):
                     self._route_list(rows[s], cols[s], None if self._smu_gate else v_gate[s])
                     self.smu.pulse_list(v_pulse[s], width, self.pulse_compliance, v_gate[s] if self._smu_gate else None)
@@ -536,12 +612,38 @@ class BenchArray(CrossbarArray):
             self._after_failure()
             raise
 
+    def _pulse_with_pulser(self, rows: np.ndarray, cols: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
+        """Per cell: route, hold the bit line at 0 V and the gate at ``v_gate`` on the SMU
+        (writes), fire the pulse source; the error queues are read once at the end of the batch."""
+        smu = self.smu
+        for k in range(rows.size):
+            self._route_cell(int(rows[k]), int(cols[k]))
+            amplitude = cell_to_pulse_amplitude(self.pulser_config, float(v_pulse[k]))
+            if not self._smu_gate:  # the array board's gate DAC (the board confirms)
+                self._board.set_gate(float(v_gate[k]))
+            if hasattr(smu, "dv_command"):  # B1500: DV bit line 0 V and gate ride with the SPGU's SRP
+                holds = [smu.dv_command(smu.bl, 0.0, self.pulse_compliance)]
+                if self._smu_gate:
+                    holds.append(smu.dv_command(smu.gate, float(v_gate[k]), self.limits.max_compliance))
+                if self.pulser_config.shares_smu_transport:
+                    self.pulser.pulse(amplitude, width, before=";".join(holds))
+                    continue
+                smu._guarded(";".join(holds))
+            else:  # B2900: one write for both channels
+                smu.hold_voltages({smu.bl: 0.0, **({smu.gate: float(v_gate[k])} if self._smu_gate else {})})
+            self.pulser.pulse(amplitude, width)
+        self.pulser.check_errors()
+        if not self.pulser_config.shares_smu_transport:  # the SMU's own queue (an SPGU's ERRX? is the B1500's)
+            smu.check_errors()
+
     def _after_failure(self) -> None:
         """Any failure mid-operation: SMU outputs off, the board's list cache void, deferred
         pulses dropped (the run stops with the error)."""
         self._pending.clear()
         if self._board is not None:
             self._board.forget_list()
+        if self.pulser is not None:
+            self.pulser.switch_off_after_failure()
         self.smu.switch_off_after_failure()
         self._smu_busy = False
 
@@ -601,7 +703,7 @@ class BenchArray(CrossbarArray):
             except Exception as exc:
                 errors.append(exc)
                 log.error("firing the deferred pulses before closing: %s", exc)
-        for inst in (self.smu, self.router):
+        for inst in ((self.pulser,) if self.pulser is not None else ()) + (self.smu, self.router):
             try:
                 inst.close()
             except Exception as exc:
@@ -611,11 +713,14 @@ class BenchArray(CrossbarArray):
             raise errors[0]
 
     def identity(self) -> dict[str, str]:
-        return {"backend": "bench", "smu": self.smu.identity, "router": self.router.identity}
+        ids = {"backend": "bench", "smu": self.smu.identity, "router": self.router.identity}
+        if self.pulser is not None:
+            ids["pulser"] = self.pulser.identity
+        return ids
 
 
 # ---------------------------------------------------------------------------------- factories
-def _open_transport(cfg: InstrumentConfig) -> Transport:
+def _open_transport(cfg: InstrumentConfig | PulserConfig) -> Transport:
     read, write = cfg.terminations()
     if cfg.model == "array_board":
         return SerialTransport(cfg.resource, baudrate=cfg.baudrate, timeout=cfg.timeout, retries=cfg.retries, read_termination=read, write_termination=write)

@@ -48,3 +48,11 @@ class BenchTiming:
     def pulse_time(self, width: float) -> float:
         """Cost of one pulse of ``width`` seconds, s (route + settle not included)."""
         return self.pulse_overhead + float(width)
+
+
+#: Bench time of one pulse of a pulse source beyond its width, s, by ``[pulser].model``
+#: (estimates, not measurements: one message round trip on GPIB or LAN that starts the
+#: pulse and reports its end, ``SRP;SPST?`` / ``*TRG;*OPC?``, plus the instrument's own
+#: arming). A bench file's ``[pulser].pulse_overhead`` or ``[timing].pulse_overhead``
+#: replaces them.
+PULSE_SOURCE_OVERHEAD = {"b1525a": 1.0e-3, "33500b": 1.5e-3}

@@ -290,6 +290,8 @@ class VisaTransport(Transport):
         self._pyvisa = pyvisa
         self._own_rm = resource_manager is None
         self._rm = resource_manager if resource_manager is not None else pyvisa.ResourceManager(backend)
+        if self._own_rm:  # pyvisa hands out one manager per VISA library: count its users
+            _RM_USERS[id(self._rm)] = _RM_USERS.get(id(self._rm), 0) + 1
         try:
             self._res = self._rm.open_resource(
                 resource_name,
@@ -298,8 +300,7 @@ class VisaTransport(Transport):
                 timeout=int(round(self.timeout * 1000)),
             )
         except Exception as exc:
-            if self._own_rm:
-                self._rm.close()
+            self._release_rm()
             raise InstrumentError(f"cannot open VISA resource {resource_name!r}: {exc}") from exc
         self.resource_name = resource_name
         if "SOCKET" in resource_name.upper():
@@ -370,8 +371,23 @@ class VisaTransport(Transport):
         try:
             self._res.close()
         finally:
-            if self._own_rm:
-                self._rm.close()
+            self._release_rm()
+
+    def _release_rm(self) -> None:
+        """Close the resource manager when its last transport goes (closing it earlier would
+        close every other instrument's session of the same VISA library)."""
+        if not self._own_rm:
+            return
+        left = _RM_USERS.get(id(self._rm), 1) - 1
+        if left > 0:
+            _RM_USERS[id(self._rm)] = left
+            return
+        _RM_USERS.pop(id(self._rm), None)
+        self._rm.close()
+
+
+#: Open transports per pyvisa ResourceManager (by id) that this module created.
+_RM_USERS: dict[int, int] = {}
 
 
 # ---------------------------------------------------------------------------------- serial

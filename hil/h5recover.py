@@ -104,3 +104,40 @@ def clear_consistency_flags(path: str | os.PathLike) -> bool:
         fh.flush()
         os.fsync(fh.fileno())
     return True
+
+
+def superblock_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be a sound HDF5 file, judged from its superblock alone; None if it may be.
+
+    Checks (cheap, before HDF5 touches the file): the signature at offset 0, the superblock
+    checksum (versions 2 and 3), and — for a file closed cleanly — that the file is not shorter
+    than the end-of-file address its superblock records (a truncated copy). Files with a user
+    block or an old superblock are left to HDF5.
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if head[:8] != _SIGNATURE:
+            return "not an HDF5 file (no HDF5 signature at its start)"
+        if len(head) < 12:
+            return f"truncated: only {size} bytes"
+        version, size_offsets = head[8], head[9]
+        if version not in (2, 3):
+            return None
+        if size_offsets not in (2, 4, 8, 16, 32):
+            return f"corrupt superblock (offset size {size_offsets})"
+        body_len = 12 + 4 * size_offsets
+        fh.seek(0)
+        block = fh.read(body_len + 4)
+    if len(block) < body_len + 4:
+        return f"truncated: only {size} bytes"
+    (stored,) = struct.unpack("<I", block[body_len:])
+    if lookup3(block[:body_len]) != stored:
+        return "corrupt: the superblock checksum does not verify"
+    eof_at = 12 + 2 * size_offsets
+    eof = int.from_bytes(block[eof_at : eof_at + size_offsets], "little")
+    if block[11] == 0 and eof > size:
+        return f"truncated: the file has {size} bytes, its superblock says {eof}"
+    return None

@@ -415,3 +415,107 @@ def program_verify(
         max_pulses=max_pulses, first_guess=guess, verify_band=verify_band, progress=progress,
     )
     return ProgramReport(core, array.shape)
+
+
+@dataclass
+class ProgramProgress:
+    """Where a chunked program-and-verify run stands (what a checkpoint keeps).
+
+    Attributes:
+        cells: flat indices of every cell to program, increasing, shape (n,).
+        targets: their target conductances, S, shape (n,).
+        pulses, g_verify, converged: per-cell results of the chunks done so far, shape (n,).
+        next_chunk: index of the first chunk not yet programmed.
+        iterations, cell_iterations: summed over the chunks done.
+    """
+
+    cells: np.ndarray
+    targets: np.ndarray
+    pulses: np.ndarray
+    g_verify: np.ndarray
+    converged: np.ndarray
+    next_chunk: int = 0
+    iterations: int = 0
+    cell_iterations: int = 0
+    t0_bench: float | None = None
+
+    @classmethod
+    def start(cls, targets: np.ndarray, mask: np.ndarray | None = None) -> ProgramProgress:
+        selected = ~np.isnan(targets)
+        if mask is not None:
+            selected &= np.asarray(mask, dtype=bool)
+        cells = np.flatnonzero(selected)
+        n = cells.size
+        return cls(cells, targets.reshape(-1)[cells].astype(float), np.zeros(n, np.int32),
+                   np.full(n, np.nan), np.zeros(n, bool))
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays = {"cells": self.cells, "targets": self.targets, "pulses": self.pulses,
+                  "g_verify": self.g_verify, "converged": self.converged}
+        return arrays, {"next_chunk": self.next_chunk, "iterations": self.iterations,
+                        "cell_iterations": self.cell_iterations, "t0_bench": self.t0_bench}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> ProgramProgress:
+        return cls(arrays["cells"], arrays["targets"], arrays["pulses"], arrays["g_verify"],
+                   arrays["converged"].astype(bool), int(meta["next_chunk"]), int(meta["iterations"]),
+                   int(meta["cell_iterations"]), meta.get("t0_bench"))
+
+
+def program_verify_chunked(
+    array: CrossbarArray,
+    targets: np.ndarray,
+    *,
+    chunk_cells: int = 4096,
+    progress_state: ProgramProgress | None = None,
+    on_chunk: Callable[[ProgramProgress], None] | None = None,
+    tolerance: float = 0.05,
+    strategy: str | IGVVA | ISPP = "igvva",
+    max_pulses: int = 200,
+    first_guess: np.ndarray | float | None = None,
+    verify_band: float = 0.5,
+    progress: Progress | None = None,
+) -> ProgramReport:
+    """:func:`program_verify` in chunks of ``chunk_cells`` cells (in flat-index order), resumable.
+
+    After every chunk ``on_chunk(progress_state)`` is called (the command line checkpoints there);
+    a run continued from such a state (``progress_state``, with the array restored to the same
+    moment) gives the same result as one never interrupted. ``g_final`` is one read of every
+    programmed cell after the last chunk; ``success`` is judged on it.
+    """
+    strat = make_strategy(strategy)
+    _check_settings(tolerance, max_pulses, verify_band)
+    if chunk_cells < 1:
+        raise ValueError(f"chunk_cells={chunk_cells!r} must be >= 1")
+    t0_wall, t0_bench = time.perf_counter(), array.bench_time
+    targets = validate_targets(array, targets, tolerance)
+    st = progress_state or ProgramProgress.start(targets)
+    if st.t0_bench is None:
+        st.t0_bench = t0_bench
+    guess = first_guess
+    if guess is not None and np.shape(guess) == array.shape:
+        guess = np.asarray(guess, dtype=float).reshape(-1)[st.cells]
+    n = st.cells.size
+    n_chunks = -(-n // chunk_cells)
+    for k in range(st.next_chunk, n_chunks):
+        sl = slice(k * chunk_cells, min(n, (k + 1) * chunk_cells))
+        g = guess if guess is None or np.ndim(guess) == 0 else np.asarray(guess)[sl]
+        core = program_cells(array, st.cells[sl], st.targets[sl], tolerance=tolerance, strategy=strat,
+                             max_pulses=max_pulses, first_guess=g, verify_band=verify_band)
+        st.pulses[sl], st.g_verify[sl], st.converged[sl] = core.pulses, core.g_verify, core.converged
+        st.iterations += core.iterations
+        st.cell_iterations += core.cell_iterations
+        st.next_chunk = k + 1
+        if progress is not None:
+            progress(sl.stop, n)
+        if on_chunk is not None:
+            on_chunk(st)
+    g_final = array.read_cells(st.cells) if n else np.zeros(0)
+    core = CellReport(
+        cells=st.cells, targets=st.targets, pulses=st.pulses, g_verify=st.g_verify, g_final=g_final,
+        converged=st.converged, success=st.converged & (np.abs(g_final - st.targets) <= tolerance * st.targets),
+        tolerance=float(tolerance), strategy=strat.name, bench_time=array.bench_time - st.t0_bench,
+        wall_time=time.perf_counter() - t0_wall, iterations=st.iterations, cell_iterations=st.cell_iterations,
+        params={k: v for k, v in vars(strat).items() if k != "name"},
+    )
+    return ProgramReport(core, array.shape)

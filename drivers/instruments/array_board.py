@@ -17,7 +17,7 @@ import numpy as np
 
 from drivers.errors import InstrumentError, ProtocolError
 from drivers.instruments.base import Instrument
-from drivers.limits import SafetyLimits
+from drivers.limits import SafetyLimits, check_count, check_numbers
 from drivers.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,14 @@ class ArrayBoard(Instrument):
             raise
 
     # ------------------------------------------------------------------ addressing
-    def _check_cell(self, row: int, col: int) -> None:
-        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
-            raise ValueError(f"cell ({row}, {col}) outside the board's {self.shape[0]}x{self.shape[1]} array")
+    def _check_cell(self, row: int, col: int) -> tuple[int, int]:
+        r = check_count("SEL", "row", row, 0, self.shape[0] - 1)
+        c = check_count("SEL", "col", col, 0, self.shape[1] - 1)
+        return r, c
 
     def select(self, row: int, col: int) -> None:
         """Connect cell (row, col): word line ``row``, bit line ``col``, source line ``row``."""
-        self._check_cell(row, col)
+        row, col = self._check_cell(row, col)
         self._loaded = None
         self._command(f"SEL {row} {col}", f"SEL {row} {col}", idempotent=True)
 
@@ -128,8 +129,8 @@ class ArrayBoard(Instrument):
 
     def gate_code(self, volts: float | np.ndarray) -> np.ndarray:
         """DAC code(s) for gate voltage(s) ``volts`` (V), after the safety check."""
-        self.limits.check_gate(volts)
-        v = np.asarray(volts, dtype=float)
+        v = check_numbers("DAC", "gate voltage", volts, "V").reshape(np.shape(volts))
+        self.limits.check_gate(v)
         if np.any(v > self.dac_vref):
             raise ValueError(f"gate voltage above the DAC full scale {self.dac_vref} V")
         return np.rint(v / self.dac_vref * DAC_FULL_SCALE_CODE).astype(np.int64)
@@ -150,8 +151,7 @@ class ArrayBoard(Instrument):
         Returns:
             Round trips spent (0 when the same list is already armed at entry 0).
         """
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+        rows, cols = _cell_indices(rows), _cell_indices(cols)
         n = rows.size
         if cols.size != n or not 1 <= n <= MAX_LIST:
             raise ValueError(f"need 1..{MAX_LIST} cells with one column per row, got {n} rows and {cols.size} cols")
@@ -179,7 +179,7 @@ class ArrayBoard(Instrument):
 
     def _entries(self, rows: np.ndarray, cols: np.ndarray, gates: Sequence[float] | np.ndarray | None) -> np.ndarray:
         n = rows.size
-        codes = np.zeros(n, dtype=np.int64) if gates is None else self.gate_code(np.broadcast_to(np.asarray(gates, dtype=float), (n,)))
+        codes = np.zeros(n, dtype=np.int64) if gates is None else self.gate_code(np.broadcast_to(np.asarray(gates), (n,)))
         return np.stack([rows, cols, codes], axis=1)
 
     def is_loaded(self, rows: Sequence[int] | np.ndarray, cols: Sequence[int] | np.ndarray, gates: Sequence[float] | np.ndarray | None = None) -> bool:
@@ -196,8 +196,7 @@ class ArrayBoard(Instrument):
 
     def trigger(self, n: int = 1) -> int:
         """Software trigger: advance the armed list by ``n``; returns the new pointer. Not idempotent."""
-        if n < 1:
-            raise ValueError("n must be >= 1")
+        n = check_count("TRIG", "n", n, 1, MAX_LIST)
         self._loaded = None
         fields = self._command(f"TRIG {n}", "TRIG", idempotent=False)
         if not fields.isdigit():
@@ -225,3 +224,16 @@ class ArrayBoard(Instrument):
     def _safe_idle(self) -> None:
         """Release every line and zero the DAC."""
         self.release()
+
+    def _outputs_off(self) -> bool:
+        """``STAT?``: every line released, the gate DAC at code 0 and no list armed."""
+        st = self.status()
+        return st["word_line"] is None and st["bit_line"] is None and st["source_line"] is None and st["dac_code"] == 0 and st["armed"] == 0
+
+
+def _cell_indices(values: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Row or column indices as int64; floats, bools and other types are refused."""
+    arr = np.asarray(values)
+    if arr.size and (arr.dtype == bool or arr.dtype.kind not in "iu"):
+        raise ValueError(f"LOAD: cell indices must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64).reshape(-1)

@@ -8,7 +8,8 @@ its error buffer (``ERRX?``). Every command, its arguments and their ranges are 
 table of ``drivers/instruments/MANUALS.md`` with the manual section they come from.
 
 Output data (``FMT 1,0``, "Data Output Format" of the B1500 Programming Guide): ASCII items of a
-3-character header (status, channel, data type) and a 12-character value ``+ddd.dddE+dd``, e.g.
+3-character header (status, channel, data type) and a 12-character value ``sn.nnnnnEsnn``,
+``snn.nnnnEsnn`` or ``snnn.nnnEsnn`` (E5260/E5270 Programming Guide Ed. 4, p. 1-27), e.g.
 ``NAI+000.005E-09`` (5 pA) or ``NAV+001.500E+00`` (1.5 V), separated by ``,``; the data of one
 measurement end in CR/LF. Status ``N`` normal, ``C`` this channel reached its compliance, ``T``
 another channel reached its compliance, ``V`` over range, ``X`` oscillation, ``F`` force
@@ -70,10 +71,13 @@ SMU_MODELS = {
     "B1517A": SmuModule("HRSMU", 100.0, 0.1, 5e-4),
     "B1514A": SmuModule("MCSMU", 30.0, 0.1, 1e-5),
 }
-#: ``PT`` pulse timing (B1500 Programming Guide, PT; B1500A User's Guide, SMU pulse specifications):
-#: width up to 2 s, period 5 ms..5 s and at least width + 2 ms, hold 0..655.35 s.
+#: ``PT`` pulse timing (FLEX ``PT``; stated in Keysight E5260/E5270 Programming Guide, Edition 4,
+#: p. 4-90): hold 0..655.35 s, width 0.5 ms..2 s, period 5 ms..5 s with period >= width + 2 ms
+#: for width <= 100 ms and >= width + 10 ms for width > 100 ms.
 MAX_PULSE_WIDTH = 2.0
 MIN_PERIOD, MAX_PERIOD, PERIOD_MARGIN = 5e-3, 5.0, 2e-3
+#: Period margin for widths above ``LONG_PULSE`` (s).
+LONG_PULSE, LONG_PERIOD_MARGIN = 0.1, 10e-3
 MAX_HOLD = 655.35
 #: ``AIT 0,3,<time>``: high-speed ADC integration time range, s.
 MIN_AIT_TIME, MAX_AIT_TIME = 2e-6, 20e-3
@@ -81,7 +85,9 @@ MIN_AIT_TIME, MAX_AIT_TIME = 2e-6, 20e-3
 MAX_SWEEP_STEPS = 10001
 MAX_WT_HOLD, MAX_WT_DELAY = 655.35, 65.535
 
-_VALUE = r"[+-]\d{3}\.\d{3}E[+-]\d{2}"
+#: The 12-character FMT 1 value: ``sn.nnnnnEsnn``, ``snn.nnnnEsnn`` or ``snnn.nnnEsnn`` (Keysight
+#: E5260/E5270 Programming Guide, Edition 4, p. 1-27, Data Elements "D"; the FLEX ASCII format).
+_VALUE = r"[+-](?:\d\.\d{5}|\d{2}\.\d{4}|\d{3}\.\d{3})E[+-]\d{2}"
 _DATUM = re.compile(rf"([NCTVXFGS])([A-J])([IV])({_VALUE})")
 _BAD_STATUS = {
     "T": "another channel reached its compliance",
@@ -126,8 +132,9 @@ def format_flex_value(value: float) -> str:
 
 
 def pulse_period(width: float) -> float:
-    """Shortest legal ``PT`` period for ``width`` (s): max(5 ms, width + 2 ms)."""
-    return max(MIN_PERIOD, width + PERIOD_MARGIN)
+    """Shortest legal ``PT`` period for ``width`` (s): max(5 ms, width + 2 ms), or width + 10 ms
+    for widths above 100 ms (the period the instrument itself picks for ``period = 0``)."""
+    return max(MIN_PERIOD, width + (LONG_PERIOD_MARGIN if width > LONG_PULSE else PERIOD_MARGIN))
 
 
 class B1500(Instrument):
@@ -249,6 +256,11 @@ class B1500(Instrument):
         v, i = self._dc("DV", slot, volts, compliance)
         return f"DV {slot},0,{f(v)},{f(i)}"
 
+    def dv_command(self, slot: int, volts: float, compliance: float) -> str:
+        """The validated ``DV`` message for ``slot`` (nothing sent): for a pulse source on the
+        same mainframe to send with its own command (one round trip)."""
+        return self._dv(self._slot("DV", slot), volts, compliance)
+
     def _gate_dv(self, gate: object) -> str:
         if self.gate is None:
             raise ValueError("no gate SMU is wired on this bench")
@@ -273,7 +285,7 @@ class B1500(Instrument):
         check_in("PT", "width", w, m.min_pulse_width, MAX_PULSE_WIDTH, "s")
         check_in("PT", "hold", h, 0.0, MAX_HOLD, "s")
         per = pulse_period(w) if period is None else check_number("PT", "period", period, "s")
-        check_in("PT", "period", per, max(MIN_PERIOD, w + PERIOD_MARGIN), MAX_PERIOD, "s")
+        check_in("PT", "period", per, pulse_period(w) - 1e-9, MAX_PERIOD, "s")  # 1 ns: float rounding
         check_in("PV", "peak", p, -m.max_voltage, m.max_voltage, "V")
         check_in("PV", "compliance", c, 0.0, m.max_current, "A")
         return f"PT {f(h)},{f(w)},{f(per)};PV {self.bl},0,{f(b)},{f(p)},{f(c)};MM 3,{self.bl};XE"

@@ -91,14 +91,25 @@ class B2900Model:
         return 0.0
 
 
-#: Models by the ``*IDN?`` model field.
-MODELS = {"B2901A": B2900Model(1), "B2902A": B2900Model(2), "B2911A": B2900Model(1), "B2912A": B2900Model(2)}
+#: Models by the ``*IDN?`` model field. Trigger interval 20 us (B2901A/B2902A) or 10 us
+#: (B2911A/B2912A) to 100000 s: B2900A Series Data Sheet, p. 17, "Arm/trigger interval".
+MODELS = {
+    "B2901A": B2900Model(1, min_timer=20e-6),
+    "B2902A": B2900Model(2, min_timer=20e-6),
+    "B2911A": B2900Model(1),
+    "B2912A": B2900Model(2),
+}
 #: Largest list the driver sends in one sweep (points).
 MAX_LIST_POINTS = 2500
-#: Status word bit of a point whose current reached the compliance (``:FORM:ELEM:SENS STAT``).
-#: The bit assignment is taken as listed in the SCPI Command Reference's status-data table for
-#: :FORMat:ELEMents:SENSe; the table's page was not found in the stored manual text.
-STATUS_CURRENT_COMPLIANCE = 1 << 3
+#: Status word of each point (``:FORM:ELEM:SENS STAT``), Agilent B2900 SCPI Command Reference,
+#: Edition 2, p. 1-14, Table 1-2 "Bit Definitions of Status Data": bits 1 and 2 hold the
+#: compliance condition (0 none; 1, 2, 3: in compliance, i.e. decimal 2, 4 or 6); bit 3 (8) is
+#: the over-voltage, bit 4 (16) the over-current and bit 5 (32) the high-temperature condition.
+STATUS_COMPLIANCE_MASK = 0b110
+#: A status word of a point at compliance (compliance field = 1).
+STATUS_CURRENT_COMPLIANCE = 1 << 1
+#: Over-voltage, over-current and high-temperature conditions (Table 1-2 bits 3, 4, 5).
+STATUS_FAULT_MASK = (1 << 3) | (1 << 4) | (1 << 5)
 #: Time added to each list point after the pulse / the integration, s (output settling).
 POINT_TAIL = 100e-6
 #: Digital I/O lines a trigger output can use.
@@ -253,6 +264,16 @@ class B2900(Instrument):
             raise SafetyLimitError(f":SOUR:VOLT: one voltage expected, got {volts!r}")
         self._checked(f":SOUR{c}:FUNC:SHAP DC;:SOUR{c}:VOLT:MODE FIX;:SOUR{c}:VOLT {f(v)};:OUTP{c} ON")
 
+    def hold_voltages(self, levels: dict[int, float]) -> None:
+        """Hold DC voltages (V) on several channels in one write, outputs on (no round trip:
+        the caller reads the error queue once per batch, see :meth:`check_errors`)."""
+        parts = []
+        for channel, volts in levels.items():
+            c = self._check_channel(":SOUR:VOLT", channel)
+            v = float(self._level(":SOUR:VOLT", c, [volts])[0])
+            parts.append(f":SOUR{c}:FUNC:SHAP DC;:SOUR{c}:VOLT:MODE FIX;:SOUR{c}:VOLT {f(v)};:OUTP{c} ON")
+        self._guarded(";".join(parts))
+
     def output(self, channel: int, on: bool) -> None:
         """Switch the output of ``channel`` on or off."""
         c = self._check_channel(":OUTP", channel)
@@ -307,9 +328,14 @@ class B2900(Instrument):
             gates: gate voltage per point on the gate channel, V (``None``: gate not stepped).
             base: pulse base level, V.
 
-        Errors from the sweep surface in the error count of the next fetch or
+        The message ends in ``*WAI``: the instrument finishes the sweep before it takes the next
+        command. Errors from the sweep surface in the error count of the next fetch or
         :meth:`wait_idle`, which stop the run with the outputs off.
         """
+        self._guarded(self._pulse_list_msg(peaks, width, compliance, gates, base))
+
+    def _pulse_list_msg(self, peaks: object, width: object, compliance: object, gates: object, base: object) -> str:
+        """The message of :meth:`pulse_list`, every argument checked (nothing is sent)."""
         cmd = ":SOUR:LIST:VOLT"
         p = check_numbers(cmd, "peaks", peaks, "V")
         n = self._points(cmd, p.size)
@@ -332,7 +358,20 @@ class B2900(Instrument):
             chans.append(self.gate)  # type: ignore[arg-type]
         parts.append(self._trigger(chans, n, self.settle + w + POINT_TAIL, self.settle, self.settle))
         parts.append(self._run(chans))
-        self._guarded(";".join(parts))
+        return ";".join(parts)
+
+    def check_pulse(self, peak: float, gate: float | None, width: float, compliance: float) -> None:
+        """Validate a :meth:`pulse_one` without sending anything (SafetyLimitError as it would)."""
+        self._pulse_list_msg([peak], width, compliance, None if gate is None else [gate], 0.0)
+
+    def pulse_and_read(
+        self, peak: float, gate: float | None, width: float, compliance: float,
+        v_read: float, gate_read: float | None, aperture: float, read_compliance: float,
+    ) -> float:
+        """Pulse the routed cell, then read it: the write-only pulse message (ending in ``*WAI``)
+        and the read with its fetch, one round trip. Returns the read current, A."""
+        self.pulse_one(peak, gate, width, compliance)
+        return self.read_one(v_read, gate_read, aperture, read_compliance)
 
     def _gate_list(self, gates: Sequence[float] | np.ndarray, n: int) -> str:
         if self.gate is None:
@@ -345,7 +384,7 @@ class B2900(Instrument):
 
     def _run(self, chans: list[int]) -> str:
         outs = ";".join(f":OUTP{ch} ON" for ch in sorted(chans))
-        return f"{outs};:INIT (@{','.join(str(ch) for ch in sorted(chans))})"
+        return f"{outs};:INIT (@{','.join(str(ch) for ch in sorted(chans))});*WAI"
 
     def pulse_one(self, peak: float, gate: float | None, width: float, compliance: float) -> None:
         """One pulse on the routed cell, with the gate channel at ``gate`` (V) when given."""
@@ -426,7 +465,16 @@ class B2900(Instrument):
         parts.append(self._run(chans))
         self._guarded(";".join(parts))
         values, status = self._fetch(n)
-        hit = (status.astype(np.int64) & STATUS_CURRENT_COMPLIANCE) != 0
+        words = status.astype(np.int64)
+        fault = (words & STATUS_FAULT_MASK) != 0
+        if np.any(fault):
+            self.switch_off_after_failure()
+            k = int(np.argmax(fault))
+            raise InstrumentError(
+                f"B2900: over-voltage/over-current/high-temperature condition in the status word "
+                f"(point {k}, status {int(words[k])}); outputs switched off"
+            )
+        hit = (words & STATUS_COMPLIANCE_MASK) != 0
         if np.any(hit) and not allow_trip:
             self.switch_off_after_failure()
             raise ComplianceTrip(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from drivers.errors import InstrumentError, ProtocolError
 from drivers.instruments.base import Instrument
+from drivers.limits import check_count
 from drivers.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,8 @@ class SwitchMatrix(Instrument):
 
     def select(self, row: int, col: int) -> None:
         """Connect cell (row, col) alone, and verify the three relays are closed."""
-        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
-            raise ValueError(f"cell ({row}, {col}) outside the {self.shape[0]}x{self.shape[1]} array")
+        row = check_count(":ROUT:CLOS", "row", row, 0, self.shape[0] - 1)
+        col = check_count(":ROUT:CLOS", "col", col, 0, self.shape[1] - 1)
         chans = ",".join(self.wiring.cell_channels(row, col))
         card = "ALL" if self.wiring.card == 0 else str(self.wiring.card)
         self.selected = None

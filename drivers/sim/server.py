@@ -30,6 +30,7 @@ from drivers.sim.instruments.b2900 import SimB2900
 from drivers.sim.instruments.base import Faults, SimInstrument
 from drivers.sim.instruments.bench_state import SimBench
 from drivers.sim.instruments.switch_matrix import SimSwitchMatrix
+from drivers.sim.pulse_sources import attach_sim_pulser
 from drivers.sim.physics import ArrayPhysics
 from drivers.sim.presets import get_preset
 from drivers.instruments.switch_matrix import MatrixWiring
@@ -49,11 +50,15 @@ class SimBenchSet:
     smu: SimInstrument
     router: SimInstrument
     lock: threading.Lock
+    pulser: SimInstrument | None = None  # a generator on its own port (an SPGU lives in the SimB1500)
 
     def transports(self) -> dict[str, Transport]:
         """In-process transports for :meth:`drivers.bench.BenchArray.from_config`."""
         smu_term = "\r\n" if isinstance(self.smu, SimB1500) else "\n"
-        return {"smu": SimTransport(self.smu, read_termination=smu_term), "router": SimTransport(self.router)}
+        out = {"smu": SimTransport(self.smu, read_termination=smu_term), "router": SimTransport(self.router)}
+        if self.pulser is not None:
+            out["pulser"] = SimTransport(self.pulser)
+        return out
 
 
 def build_sim_bench(config: BenchConfig, faults: Faults | None = None, seed: int | None = None) -> SimBenchSet:
@@ -83,7 +88,8 @@ def build_sim_bench(config: BenchConfig, faults: Faults | None = None, seed: int
     else:
         wiring = MatrixWiring(r.card, r.bitline_port, r.gate_port, r.ground_port, r.bitline_first, r.wordline_first, r.sourceline_first)
         router = SimSwitchMatrix(bench, wiring, router_faults)
-    return SimBenchSet(bench, smu, router, threading.Lock())
+    pulser = attach_sim_pulser(config, smu, bench, Faults(faults.p_timeout, faults.p_garble, faults.p_error, faults.seed + 2))
+    return SimBenchSet(bench, smu, router, threading.Lock(), pulser)
 
 
 class SimServer:
@@ -105,11 +111,13 @@ class SimServer:
         router_port: int | None = None,
         pty_link: str | None = None,
         faults: Faults | None = None,
+        pulser_port: int | None = None,
     ) -> None:
         self.config = config
         self.host = config.sim.host if host is None else host
         self.smu_port = config.sim.smu_port if smu_port is None else smu_port
         self.router_port = config.sim.router_port if router_port is None else router_port
+        self.pulser_port = config.sim.pulser_port if pulser_port is None else pulser_port
         self.pty_link = config.sim.pty_link if pty_link is None else pty_link
         self.sims = build_sim_bench(config, faults)
         self.resources: dict[str, str] = {}
@@ -123,6 +131,8 @@ class SimServer:
         """Open the listeners; returns resource strings ``{"smu": ..., "router": ...}``."""
         try:
             self.resources["smu"] = self._serve_tcp(self.sims.smu, self.smu_port, "smu")
+            if self.sims.pulser is not None:
+                self.resources["pulser"] = self._serve_tcp(self.sims.pulser, self.pulser_port, "pulser")
             if isinstance(self.sims.router, SimArrayBoard):
                 self.resources["router"] = self._serve_pty(self.sims.router)
             else:
@@ -275,4 +285,6 @@ def resources_overrides(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"smu": {"resource": resources["smu"], "backend": "@py"}}
     router = resources["router"]
     out["router"] = {"resource": router} if not router.startswith("TCPIP") else {"resource": router, "backend": "@py"}
+    if "pulser" in resources:
+        out["pulser"] = {"resource": resources["pulser"], "backend": "@py"}
     return out

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 from drivers.errors import HilError
 from hil import __version__
+from hil.cli import calibrate, check, datasets, example, export, info, program, read, repair, report, run, sim_server, sweep
 from hil.provenance import DEFAULT_BLAS_THREADS, pinned_blas_threads
-from hil.cli import calibrate, datasets, example, info, program, read, report, run, sim_server
 
 #: Subcommand modules, in the order ``hil --help`` lists them.
-COMMANDS = [info, example, program, read, report, calibrate, sim_server, run, datasets]
+COMMANDS = [info, example, program, read, report, calibrate, sim_server, run, sweep, datasets, check, repair, export]
 
 #: Exceptions that are the package's own way of saying "bad input / cannot do that": one line, exit 2.
 #: (ValueError covers ConfigError, BenchConfigError, TargetError, UnicodeDecodeError, ...;

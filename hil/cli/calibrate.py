@@ -6,7 +6,10 @@
 
 The characterisation is logged to a run file (``--run``, default ``<out>_char.h5``); the table
 is written atomically; PNG figures go beside the table (``<out>_iv.png``, ``_lrs.png``,
-``_hrs.png``, ``_levels.png``, ``_noise.png``).
+``_hrs.png``, ``_levels.png``, ``_noise.png``, and ``_spread.png``: when an array is measured,
+its usable cells are finally program-and-verified to 50-200 uS with Milo et al.'s kind of IGVVA
+settings and the read-back spread is drawn beside their published line, see
+:mod:`hil.verify_spread`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from calibration import figures
 from calibration.fit import fit
 from calibration.table import apply_levels, build_table
 from drivers.sim.presets import get_preset
@@ -32,10 +34,11 @@ from hil.experiments.characterise import (
     load_characterisation,
 )
 from hil.store import RunStore, check_writable
+from hil.verify_spread import MILO_LEVELS, MILO_LIKE, measure_spread
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("iv", "lrs", "hrs", "levels", "noise")
+FIGURES = ("iv", "lrs", "hrs", "levels", "noise", "spread")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     truth = None
     levels_data = None
+    spread = None
     if args.from_run is not None:
         data = load_characterisation(args.from_run)
         base = _base_params(data.technology)
@@ -143,6 +147,11 @@ def run(args: argparse.Namespace) -> int:
                 usable = ~data.excluded_mask().reshape(array.shape)
                 levels_data = characterise_levels(array, table.v_gate, table.lcs_v_stop, mask=usable, store=store)
                 table = apply_levels(table, levels_data)
+                low, high = tech.g_window
+                compare = tuple(g for g in MILO_LEVELS if low <= g <= high)
+                spread = measure_spread(array, compare, mask=usable) if len(compare) >= 2 else None
+                for g, sig in zip(spread.g_target, spread.sigma) if spread is not None else ():
+                    store.metric(f"spread_sigma_{g * 1e6:.0f}uS", 0, 0, float(sig))
                 arrays, attrs = table.to_store()
                 store.save_calibration(arrays, attrs)
                 for name, est in result.estimates.items():
@@ -158,10 +167,31 @@ def run(args: argparse.Namespace) -> int:
             table = build_table(data, result, tech.level_targets(n_levels), margin=args.margin,
                                 source=f"fit of {data.source}; spread from the I_C sweep (no level run)")
     table.save(out)
+    from calibration import figures  # matplotlib: imported only when drawing (a fast `hil` start)
+
     written = [] if args.no_figures else figures.all_figures(stem, data, result, levels_data,
                                                                table if levels_data is not None else None)
+    if spread is not None and not args.no_figures:
+        written.append(figures.verify_spread(
+            stem.with_name(f"{stem.name}_spread.png"), spread.g_target, spread.sigma, spread.n_cells,
+            f"{data.technology} {data.shape[0]}x{data.shape[1]}: IGVVA ±{100 * MILO_LIKE['tolerance']:.0f} %, "
+            f"{MILO_LIKE['max_pulses']} pulses, read 1 s after"))
     _print_summary(result, truth, table, out, written, data)
+    if spread is not None:
+        _print_spread(spread)
     return 0
+
+
+def _print_spread(spread) -> None:
+    from calibration.published import milo_igvva_sigma
+
+    print(f"spread after program-and-verify (IGVVA ±{100 * MILO_LIKE['tolerance']:.0f} %, verify "
+          f"±{100 * MILO_LIKE['tolerance'] * MILO_LIKE['verify_band']:.0f} %, {MILO_LIKE['max_pulses']} pulses; "
+          "read back 1 s later; sigma = IQR/1.349) vs Milo et al. IRPS 2021 Fig. 4:")
+    print(f"  {'G target':>9s} {'cells':>6s} {'sigma':>8s} {'Milo':>8s} {'ratio':>6s} {'in ±tol':>8s}")
+    for g, n, sig, y in zip(spread.g_target, spread.n_cells, spread.sigma, spread.yield_):
+        line = float(milo_igvva_sigma(g))
+        print(f"  {g * 1e6:7.0f}µS {int(n):6d} {sig * 1e6:6.2f}µS {line * 1e6:6.2f}µS {sig / line:6.2f} {100 * y:7.1f}%")
 
 
 def _is_preset(name: str) -> bool:

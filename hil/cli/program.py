@@ -12,8 +12,9 @@ from calibration.table import LevelTable, default_table
 from drivers.bench import BenchArray, load_bench
 from drivers.errors import HilError
 from hil.cli.common import add_backend_options, check_run_out, make_sim_array, parse_shape, progress_bar
-from hil.program import STRATEGIES, program_verify, validate_targets
-from hil.store import RunStore
+from drivers.sim_array import SimArray
+from hil.program import STRATEGIES, ProgramProgress, program_verify_chunked, validate_targets
+from hil.store import RunFinishedError, RunStore, StoreError, check_writable, open_run
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("program", help="program-and-verify a target conductance map",
                        description="Program a target conductance map with program-and-verify, "
                                    "logging every pulse and read to an HDF5 run file.")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--targets", type=Path, metavar="FILE.npy",
                      help="target conductance map in siemens, 2-D .npy (NaN = leave the cell alone)")
     src.add_argument("--levels", type=int, metavar="N",
                      help="generate a random map of N levels of the technology (needs --shape)")
+    src.add_argument("--resume", type=Path, metavar="RUN.h5",
+                     help="continue a killed 'hil program' run from its last checkpoint (same file)")
+    p.add_argument("--chunk-cells", type=int, default=4096,
+                   help="cells programmed between checkpoints (default 4096)")
     p.add_argument("--shape", type=parse_shape, metavar="ROWSxCOLS", help="array shape for --levels, e.g. 128x128")
     p.add_argument("--tolerance", type=float, default=0.05, help="relative tolerance (default 0.05 = +-5%%)")
     p.add_argument("--strategy", choices=sorted(STRATEGIES), default="igvva", help="default: igvva")
@@ -112,7 +117,15 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _run(args: argparse.Namespace) -> int:
+def check_args(args: argparse.Namespace):
+    """Validate the options of a ``hil program`` run (nothing opened, nothing written).
+
+    Returns:
+        ``(bench, targets, shape, table)``: the bench configuration (or None), the loaded target
+        map (S, or None for ``--levels``), the array shape and the level table (or None).
+    """
+    if (args.targets is None) == (args.levels is None):
+        raise ValueError("give exactly one of --targets FILE.npy or --levels N")
     bench = load_bench(args.bench) if args.bench is not None else None
     if not (np.isfinite(args.tolerance) and 0 < args.tolerance < 1):
         raise ValueError(f"--tolerance {args.tolerance} outside the allowed range (0, 1) (0.05 = +-5%)")
@@ -124,6 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         targets = load_targets(args.targets)
         shape = targets.shape
     else:
+        if args.levels is not None and not 2 <= args.levels <= 256:
+            raise ValueError(f"--levels {args.levels} outside the allowed range [2, 256]")
         if args.shape is None and bench is None:
             raise ValueError("--levels needs --shape ROWSxCOLS")
         shape = args.shape or bench.shape
@@ -137,7 +152,21 @@ def _run(args: argparse.Namespace) -> int:
         table = default_table(tech_name) if args.table == "default" else LevelTable.load(args.table)
         if table.technology != tech_name:
             raise ValueError(f"--table {args.table!r} is for technology {table.technology!r}, the array is {tech_name!r}")
+    return bench, (targets if args.targets is not None else None), shape, table
+
+
+def _run(args: argparse.Namespace) -> int:
+    given = [name for name, v in (("--targets", args.targets), ("--levels", args.levels),
+                                  ("--resume", getattr(args, "resume", None))) if v is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of --targets FILE.npy, --levels N or --resume RUN.h5"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    if args.resume is not None:
+        return _resume(args)
+    bench, targets, shape, table = check_args(args)
     check_run_out(args.out, args.overwrite, reads=[args.targets, args.bench])
+    if args.chunk_cells < 1:
+        raise ValueError(f"--chunk-cells {args.chunk_cells} must be >= 1")
 
     array = BenchArray.from_config(bench) if bench is not None else make_sim_array(args, shape)
     with array:
@@ -149,36 +178,95 @@ def _run(args: argparse.Namespace) -> int:
             "tolerance": args.tolerance, "strategy": args.strategy, "max_pulses": args.max_pulses,
             "verify_band": args.verify_band, "levels": args.levels,
             "targets_file": str(args.targets) if args.targets else None, "form": not args.no_form,
-            "bench": str(args.bench) if args.bench else None,
-            "table": args.table,
+            "bench_file": str(args.bench) if args.bench else None,
+            "bench": bench.as_dict() if bench is not None else None,
+            "table": args.table, "chunk_cells": args.chunk_cells,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
                              instruments=array.identity(), overwrite=args.overwrite, bench=bench) as store:
-            array.add_listener(store.append_ops)
+            store.attach_array("array", array)
             store.snapshot("targets", targets, array.bench_time)
             if table is not None:
                 store.save_calibration(*table.to_store())
             if not args.no_form:
                 array.form()
-            n = int(np.count_nonzero(~np.isnan(targets)))
-            with progress_bar(n, "program-verify") as update:
-                report = program_verify(
-                    array, targets, tolerance=args.tolerance, strategy=args.strategy,
-                    max_pulses=args.max_pulses, verify_band=args.verify_band, progress=update,
-                    first_guess=None if table is None else table.first_guess_map(targets),
-                )
-            store.snapshot("verify", report.g_verify, array.bench_time)
-            store.snapshot("final", report.g_final, array.bench_time)
-            for key, value in report.summary().items():
-                if isinstance(value, (int, float)):
-                    store.metric(key, 0, 0, value)
-            if hasattr(array, "get_state"):
-                state, meta = array.get_state()
-                store.checkpoint(state, {"kind": "sim_array", "technology": array.technology.name, **meta})
+            report = _program(store, array, targets, config, table, None)
+    _print_summary(report, config, args.out)
+    return 0
+
+
+def _checkpoint(store: RunStore, array, st: ProgramProgress) -> None:
+    """Progress plus (for a simulated array) its devices' state: everything a resume needs."""
+    arrays, meta = st.state()
+    arrays = {f"progress.{k}": v for k, v in arrays.items()}
+    meta = {"progress": meta, "kind": "bench_array", "technology": array.technology.name}
+    if hasattr(array, "get_state"):
+        state, sim_meta = array.get_state()
+        arrays.update(state)
+        meta.update(kind="sim_array", **sim_meta)
+    store.checkpoint(arrays, meta)
+
+
+def _program(store: RunStore, array, targets: np.ndarray, config: dict, table, st: ProgramProgress | None):
+    """Program (from ``st``, or from the start), checkpointing before the first chunk and after each."""
+    if st is None:
+        st = ProgramProgress.start(targets)
+        st.t0_bench = array.bench_time
+        _checkpoint(store, array, st)
+    with progress_bar(st.cells.size, "program-verify") as update:
+        report = program_verify_chunked(
+            array, targets, chunk_cells=int(config.get("chunk_cells", 4096)), progress_state=st,
+            on_chunk=lambda s: _checkpoint(store, array, s),
+            tolerance=config["tolerance"], strategy=config["strategy"], max_pulses=config["max_pulses"],
+            verify_band=config["verify_band"], progress=update,
+            first_guess=None if table is None else table.first_guess_map(targets),
+        )
+    store.snapshot("verify", report.g_verify, array.bench_time)
+    store.snapshot("final", report.g_final, array.bench_time)
+    for key, value in report.summary().items():
+        if isinstance(value, (int, float)):
+            store.metric(key, 0, 0, value)
+    _checkpoint(store, array, ProgramProgress.from_state(*st.state()))
+    return report
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """Continue a killed ``hil program`` run from its last checkpoint, into the same file."""
+    path = args.resume
+    with open_run(path) as reader:
+        config, status, seed = reader.config, reader.status, int(reader.attrs.get("seed", 0))
+        ckpt = reader.load_checkpoint()
+        targets = reader.snapshot("targets", 0)[0] if "targets" in reader.snapshot_names() else None
+    if config.get("command") != "program":
+        raise StoreError(f"{str(path)!r} is not a 'hil program' run (command {config.get('command')!r})")
+    if status == "complete":
+        raise RunFinishedError(f"run file {str(path)!r} is complete (status {status!r}); there is nothing to resume")
+    if ckpt is None or targets is None:
+        raise StoreError(f"{str(path)!r} was killed before its first checkpoint; start it again")
+    saved, meta = ckpt
+    st = ProgramProgress.from_state({k[len("progress."):]: v for k, v in saved.items() if k.startswith("progress.")},
+                                    meta["progress"])
+    if config.get("bench_file"):
+        array = BenchArray.from_config(load_bench(Path(config["bench_file"])))
+        log.warning("%s: bench array: the devices keep the state they have now", path)
+    else:
+        array = SimArray(tuple(config["shape"]), config["technology"], seed=seed)
+        array.set_state({k: v for k, v in saved.items() if not k.startswith("progress.")}, meta)
+    table = None
+    if config.get("table"):
+        table = default_table(config["technology"]) if config["table"] == "default" else LevelTable.load(config["table"])
+    with array:
+        with RunStore.resume(path) as store:
+            store.attach_array("array", array)
+            report = _program(store, array, targets, config, table, st)
+    _print_summary(report, config, path)
+    return 0
+
+
+def _print_summary(report, config: dict, out: Path) -> None:
     s = report.summary()
     print(
-        f"programmed {s['cells']} cells ({args.strategy}, +-{100 * args.tolerance:g}%): "
+        f"programmed {s['cells']} cells ({config['strategy']}, +-{100 * config['tolerance']:g}%): "
         f"yield {100 * s['yield']:.2f}%, pulses mean {s['mean_pulses']:.1f} max {s['max_pulses']}, "
-        f"bench time {s['bench_time_s']:.1f} s, wall {s['wall_time_s']:.2f} s -> {args.out}"
+        f"bench time {s['bench_time_s']:.1f} s, wall {s['wall_time_s']:.2f} s -> {out}"
     )
-    return 0

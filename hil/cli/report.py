@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hil import figures
 from hil.store import open_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="draw a run's figures as PNG")
-    p.add_argument("run_file", type=Path, metavar="RUN.h5")
+    p.add_argument("run_file", type=Path, metavar="RUN.h5|SWEEP_DIR")
     p.add_argument("--out-dir", type=Path, help="directory for the PNG files (default: beside the run file)")
     p.add_argument("--with", dest="others", type=Path, nargs="+", default=[], metavar="RUN.h5",
                    help="further runs drawn in the same figures (metaplastic runs: plain baseline, m* sweep)")
@@ -33,6 +32,8 @@ def _require_snapshots(reader, names: tuple[str, ...], what: str) -> None:
 def program_report(reader, out_dir: Path, stem: str) -> list[Path]:
     """Figures of a ``hil program`` run: per-level CDFs and the pulses-per-cell histogram."""
     _require_snapshots(reader, ("targets", "final"), "finished programming")
+    from hil import figures  # matplotlib only when drawing
+
     cfg = reader.config
     targets, _ = reader.snapshot("targets")
     g_final, _ = reader.snapshot("final")
@@ -46,6 +47,8 @@ def program_report(reader, out_dir: Path, stem: str) -> list[Path]:
 
 def read_report(reader, out_dir: Path, stem: str) -> list[Path]:
     _require_snapshots(reader, ("read",), "read map")
+    from hil import figures
+
     g, t = reader.snapshot("read")
     return [figures.heat_map(out_dir / f"{stem}_map.png", g, f"read at t = {t:.0f} s")]
 
@@ -71,7 +74,23 @@ def metaplastic_report(reader, out_dir: Path, stem: str, others=()) -> list[Path
 REPORTS = {"program": program_report, "read": read_report, "metaplastic": metaplastic_report}
 
 
+def sweep_report(sweep_dir: Path, out_dir: Path | None) -> int:
+    """``hil report DIR`` of a sweep folder: its table and its figures (into DIR by default)."""
+    from hil.sweep.figures import sweep_report as draw
+    from hil.sweep.summary import format_table, summarise
+
+    summary = summarise(sweep_dir)
+    print(format_table(summary))
+    for path in draw(summary, out_dir or sweep_dir):
+        print(path)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.run_file.is_dir():
+        if args.others:
+            raise ValueError("--with is for run files, not for a sweep folder")
+        return sweep_report(args.run_file, args.out_dir)
     out_dir = args.out_dir or args.run_file.resolve().parent
     if not out_dir.is_dir():
         raise ValueError(f"--out-dir {str(out_dir)!r} is not a directory")

@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="listen address (default: [sim].host, normally 127.0.0.1)")
     p.add_argument("--smu-port", type=int, default=None, help="SMU TCP port (0 = ephemeral; default [sim].smu_port)")
     p.add_argument("--router-port", type=int, default=None, help="switch-matrix TCP port (default [sim].router_port)")
+    p.add_argument("--pulser-port", type=int, default=None, help="pulse-generator TCP port (default [sim].pulser_port)")
     p.add_argument("--pty-link", default=None, help="symlink to the board's pty (default [sim].pty_link)")
     p.add_argument("--seed", type=int, default=None, help="physics seed (default [sim].seed)")
     p.add_argument("--p-timeout", type=float, default=None, help="probability a reply is dropped")
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     s = config.sim
     faults = Faults(s.p_timeout, s.p_garble, s.p_error, s.fault_seed)
     server = SimServer(config, host=args.host, smu_port=args.smu_port, router_port=args.router_port,
-                       pty_link=args.pty_link, faults=faults)
+                       pty_link=args.pty_link, faults=faults, pulser_port=args.pulser_port)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -71,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"hil sim-server: {config.name}: {config.shape[0]}x{config.shape[1]} {s.physics} seed {s.seed}", flush=True)
         print(f"  smu    ({config.smu.model}): {resources['smu']}", flush=True)
         print(f"  router ({config.router.model}): {resources['router']}", flush=True)
+        if config.pulser is not None:
+            where = resources.get("pulser", f"inside the SMU mainframe, channel {config.pulser.channel}")
+            print(f"  pulser ({config.pulser.model}): {where}", flush=True)
         print("  stop with Ctrl-C", flush=True)
         stop.wait(args.duration)
     finally:

@@ -213,12 +213,12 @@ def characterise(
     plan = plan or CharacterisationPlan()
     c = conditions or plan.resolve(array)
     if store is not None:
-        array.add_listener(store.append_ops)
+        store.attach_array("array", array)
     try:
         return _run(array, c, _Recorder(array, store, progress, plan.n_steps(c)))
     finally:
         if store is not None:
-            array.remove_listener(store.append_ops)
+            store.detach_array(array)
 
 
 def _run(array: CrossbarArray, c: dict[str, Any], rec: _Recorder) -> CharacterisationData:
@@ -485,7 +485,7 @@ def characterise_levels(
     mask = np.ones(array.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     idx = np.flatnonzero(mask)
     if store is not None:
-        array.add_listener(store.append_ops)
+        store.attach_array("array", array)
     try:
         g = np.full((v_gate.size, idx.size), np.nan)
         for l, vg in enumerate(v_gate):
@@ -505,7 +505,7 @@ def characterise_levels(
             progress(v_gate.size + 1, v_gate.size + 1, "levels")
     finally:
         if store is not None:
-            array.remove_listener(store.append_ops)
+            store.detach_array(array)
     return LevelData(v_gate=v_gate, g=g, v_stop=float(v_stop), g_lcs=lcs.reshape(-1)[idx])
 
 

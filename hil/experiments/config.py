@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivers.sim.presets import PRESETS
 from hil.experiments.schema import ConfigError, bad as _bad, build, check_choice as _choice, check_number as _num
 from hil.learning.metaplastic import META_UNITS
 from hil.mapping import MAPPINGS
@@ -23,7 +24,6 @@ SOURCES = ("auto", "full", "bundled")
 RULES = ("metaplastic", "plain")
 TEST_AT = ("task-end", "every-epoch", "end", "never")
 BATCHNORM = ("per-task", "shared")
-TECHNOLOGIES = ("hfo2", "siox")
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,9 @@ def validate(cfg: RunConfig) -> None:
     _num("learning.batch_size", lcfg.batch_size, 1, 10000, integer=True)
     d = cfg.device
     _choice("device.backend", d.backend, BACKENDS)
-    _choice("device.technology", d.technology, TECHNOLOGIES)
+    _choice("device.technology", d.technology, sorted(PRESETS))
+    if not d.levels_uS and len(PRESETS[d.technology].technology.levels) < 2:
+        raise _bad("device.levels_uS", [], f"the conductance levels in uS (technology {d.technology!r} has no default levels)")
     _choice("device.mapping", d.mapping, sorted(MAPPINGS))
     if not isinstance(d.levels_uS, tuple):
         raise _bad("device.levels_uS", d.levels_uS, "a list of ascending conductances in uS")

@@ -72,7 +72,7 @@ from drivers.array import CrossbarArray
 from hil import provenance
 from hil.experiments import registry
 from hil.experiments.schema import ConfigError, schema_paths
-from hil.store import RunReader, RunStore, open_run
+from hil.store import RunFinishedError, RunReader, RunStore, open_run
 
 log = logging.getLogger(__name__)
 
@@ -265,14 +265,6 @@ def _checkpoint(store: RunStore, exp: Experiment, next_stage: int, step: int) ->
                                        "experiment": exp.name}, "experiment": meta})
 
 
-def _attach(store: RunStore, name: str, array: CrossbarArray) -> None:
-    attach = getattr(store, "attach_array", None)
-    if attach is not None:
-        attach(name, array)
-    else:  # a store without the array table: log the operations without an array id
-        array.add_listener(store.append_ops)
-
-
 def _close_arrays(exp: Experiment | None, arrays: dict[str, CrossbarArray] | None = None) -> None:
     """Close every array (outputs off), even if one of them fails; re-raise the first failure."""
     if arrays is None:
@@ -322,10 +314,9 @@ def _drive(exp: Experiment, store: RunStore, first: int, step: int, *, initial_c
     complete = i >= n
     summary: dict[str, float] = {}
     if complete:
-        summary = exp.summary()
-        if first < n:  # a run resumed after its last stage has its final metrics already
-            for key, value in summary.items():
-                store.metric(f"final.{key}", step, n, float(value))
+        summary = exp.summary()  # (a resume truncates the file to its checkpoint: written once)
+        for key, value in summary.items():
+            store.metric(f"final.{key}", step, n, float(value))
     return complete, i, summary
 
 
@@ -339,7 +330,7 @@ def _execute(exp: Experiment, open_store, first: int, step: int, *, initial_chec
         store = open_store()
         if exp.log_ops():
             for name, array in exp.arrays().items():
-                _attach(store, name, array)
+                store.attach_array(name, array)
         complete, done, summary = _drive(exp, store, first, step, initial_checkpoint=initial_checkpoint,
                                          progress=progress, stop_after=stop_after)
         status = "complete" if complete else "stopped"
@@ -397,10 +388,13 @@ def resume(path: str | Path, *, arrays: dict[str, CrossbarArray] | None = None, 
     path = Path(path)
     try:
         with open_run(path) as reader:
+            status = reader.attrs.get("status")
             stored = reader.config
             ckpt = reader.load_checkpoint()
     except (OSError, KeyError) as exc:
         raise RunnerError(f"{path}: cannot read the run file to resume it: {exc}") from exc
+    if status == "complete":  # refused before any data is loaded or instrument opened
+        raise RunFinishedError(f"run file {str(path)!r} is complete (status {status!r}); there is nothing to resume")
     if ckpt is None:
         raise RunnerError(f"{path}: no checkpoint to resume from")
     saved, meta = ckpt

@@ -28,12 +28,25 @@ so consolidation is measured by how many level intervals separate ``W_H`` from z
 interval counting as one unit whatever its width, and normalised so that the outermost level
 sits at ``u = 1`` (``m*`` then has the same meaning for any number of levels). This is
 ``unit="interval"``. For equally spaced levels symmetric about zero it reduces exactly to the
-weight-unit interpretation (``unit="weight"``, consolidation measured in weight units):
-``f = 1 - tanh^2(m * |W_H| / Q_max)``; for unequally spaced levels the two differ: a narrow
-interval counts as much consolidation as a wide one.
+magnitude rule ``unit="weight"``: ``f = 1 - tanh^2(m * |W_H| / Q_max)``; for unequally spaced
+levels the two differ: a narrow interval counts as much consolidation as a wide one.
 
-The scale of ``m*`` here (consolidation normalised to 1 at the outermost level) is ours; the
-paper's robust range ``m* in [2, 4]`` need not map one-to-one onto it.
+Comparing ``m*`` with the paper's
+--------------------------------
+A search for the paper's own equations (arXiv:2306.12142 and its published version) found
+only the abstract and figure captions, not Eq. 2, so the paper's scale of ``m*`` is not known
+exactly. Our ``m*`` (``scale="edge"``) puts ``u = 1`` at the outermost level. The comparison with
+the paper's robust range ``m* in [2, 4]`` (its Fig. 2a) **assumes** that the paper's ``m*`` is
+Laborieux et al.'s ``m`` with ``W_H`` counted in units of the local interval width ``I_i``
+(``u_paper = |phi(W_H) - phi(0)|``, one unit per interval, not normalised). Under that
+assumption
+
+    m*_paper = m*_edge / S,      S = intervals from zero to the outermost level
+
+(S = 3.5 for 8 levels symmetric about zero), see :func:`paper_m_star` and
+:func:`edge_m_star`; ``consolidation(..., scale="interval")`` gives ``u_paper`` itself. The
+other natural assumption, that the paper normalises to the outermost level as we do, makes the
+two scales equal (factor 1); a sweep reported on both axes shows which reading the data favour.
 """
 
 from __future__ import annotations
@@ -45,17 +58,57 @@ import numpy as np
 from hil.learning.levels import check_levels, level_coordinate
 
 META_UNITS = ("interval", "weight")
+META_SCALES = ("edge", "interval")
 
 
-def consolidation(w_h: np.ndarray, levels: np.ndarray, unit: str = "interval") -> np.ndarray:
-    """Normalised consolidation ``u(W_H) >= 0`` (0 at zero weight, 1 at the outermost level).
+def edge_span(levels: np.ndarray, side: int = 1) -> float:
+    """Intervals from zero to the outermost level on ``side`` (+1 top, -1 bottom): ``S``."""
+    q = check_levels(levels)
+    if not q[0] < 0 < q[-1]:
+        raise ValueError(f"levels must straddle zero (signed weights), got [{q[0]}, {q[-1]}]")
+    phi0 = float(level_coordinate(np.zeros(1), q)[0])
+    return (q.size - 1) - phi0 if side > 0 else phi0
+
+
+def paper_m_star(m_star: float, levels: np.ndarray) -> float:
+    """Our ``m*`` (``scale="edge"``) on the paper's scale, under the stated assumption
+    (``m*`` per interval): ``m* / S``. Symmetric spans only (S equal on both sides)."""
+    s_pos, s_neg = edge_span(levels, 1), edge_span(levels, -1)
+    if not np.isclose(s_pos, s_neg):
+        raise ValueError(f"levels span {s_pos:.3g} intervals above zero and {s_neg:.3g} below; "
+                         "the conversion needs a symmetric span")
+    return float(m_star) / s_pos
+
+
+def edge_m_star(m_star_paper: float, levels: np.ndarray) -> float:
+    """Inverse of :func:`paper_m_star`: the paper-scale ``m*`` on our scale, ``m* * S``."""
+    return float(m_star_paper) * paper_m_star(1.0, levels) ** -1
+
+
+def consolidation(w_h: np.ndarray, levels: np.ndarray, unit: str = "interval", scale: str = "edge") -> np.ndarray:
+    """Consolidation ``u(W_H) >= 0`` (0 at zero weight).
 
     Args:
         w_h: hidden weights, any shape.
         levels: weight levels Q, shape (L,), ascending; zero must lie inside [Q_0, Q_{L-1}].
         unit: ``"interval"`` (paper reconstruction, see module docstring) or ``"weight"``
             (``|W_H| / max|Q|``).
+        scale: ``"edge"``: normalised to 1 at the outermost level (our ``m*``); ``"interval"``:
+            one unit per level interval, not normalised (the paper-comparable ``m*`` under the
+            assumption in the module docstring). For ``unit="weight"`` the interval scale
+            multiplies by the symmetric span ``S``.
     """
+    if scale not in META_SCALES:
+        raise ValueError(f"meta scale={scale!r} is not one of {list(META_SCALES)}")
+    if scale == "interval":
+        q = check_levels(levels)
+        w = np.asarray(w_h)
+        u = consolidation(w, q, unit, "edge")
+        if unit == "weight":
+            return u * u.dtype.type(paper_m_star(1.0, q) ** -1)
+        dtype = u.dtype
+        d = level_coordinate(w, q) - dtype.type(level_coordinate(np.zeros(1), q)[0])
+        return np.abs(d).astype(dtype, copy=False)
     q = check_levels(levels)
     if not q[0] < 0 < q[-1]:
         raise ValueError(f"levels must straddle zero (signed weights), got [{q[0]}, {q[-1]}]")
@@ -78,18 +131,21 @@ def consolidation(w_h: np.ndarray, levels: np.ndarray, unit: str = "interval") -
     return np.where(d >= 0, d / dtype.type(span_pos), -d / dtype.type(span_neg)).astype(dtype, copy=False)
 
 
-def meta_function(w_h: np.ndarray, levels: np.ndarray, m_star: float, unit: str = "interval") -> np.ndarray:
-    """``M(W_H) = 1 - tanh^2(m* u(W_H))`` in (0, 1], same shape as ``w_h`` (Eq. 2, reconstructed)."""
+def meta_function(w_h: np.ndarray, levels: np.ndarray, m_star: float, unit: str = "interval",
+                  scale: str = "edge") -> np.ndarray:
+    """``M(W_H) = 1 - tanh^2(m* u(W_H))`` in (0, 1], same shape as ``w_h`` (Eq. 2, reconstructed;
+    ``scale`` as in :func:`consolidation`)."""
     if not np.isfinite(m_star) or m_star < 0:
         raise ValueError(f"m_star={m_star!r} must be a finite number >= 0")
     w_h = np.asarray(w_h)
     dtype = w_h.dtype if w_h.dtype.kind == "f" else np.dtype(np.float64)
-    t = np.tanh(dtype.type(m_star) * consolidation(w_h, levels, unit))
+    t = np.tanh(dtype.type(m_star) * consolidation(w_h, levels, unit, scale))
     return 1 - t * t
 
 
 def metaplastic_update(
-    w_h: np.ndarray, update: np.ndarray, levels: np.ndarray, m_star: float, unit: str = "interval"
+    w_h: np.ndarray, update: np.ndarray, levels: np.ndarray, m_star: float, unit: str = "interval",
+    scale: str = "edge",
 ) -> np.ndarray:
     """The update actually applied to ``W_H``: ``update * M(W_H)`` where it moves ``W_H`` toward
     zero (``update * W_H < 0``), ``update`` elsewhere. ``m_star = 0`` gives the plain update.
@@ -99,12 +155,12 @@ def metaplastic_update(
         update: proposed update (e.g. Adam's ``-lr * m_hat / (sqrt(v_hat) + eps)``), same shape.
         levels: weight levels Q, shape (L,).
         m_star: metaplasticity strength ``m*`` (>= 0).
-        unit: see :func:`consolidation`.
+        unit, scale: see :func:`consolidation`.
     """
     if m_star == 0:
         return np.array(update, copy=True)
     toward_zero = (update * w_h) < 0
-    return np.where(toward_zero, update * meta_function(w_h, levels, m_star, unit), update)
+    return np.where(toward_zero, update * meta_function(w_h, levels, m_star, unit, scale), update)
 
 
 def bnn_meta_update(w_h: np.ndarray, update: np.ndarray, m: float) -> np.ndarray:

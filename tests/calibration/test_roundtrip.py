@@ -23,7 +23,8 @@ import pytest
 
 from calibration.fit import FITTED, NOT_FITTED, fit
 from drivers.sim.physics import STUCK_HRS, STUCK_LRS
-from drivers.sim.presets import HFO2_PHYSICS, SIOX_PHYSICS, get_preset
+from drivers.sim.physics import DeviceParams
+from drivers.sim.presets import HFO2_BENIGN_PHYSICS, SIOX_PHYSICS, get_preset
 from drivers.sim_array import SimArray
 from hil.experiments.characterise import characterise
 
@@ -37,9 +38,13 @@ TOLERANCE = {
     "drift_relax": 0.30,
 }
 
-#: Known parameters, deliberately different from the preset the fit starts from.
+#: Known parameters, deliberately different from the preset the fit starts from. Built on the
+#: benign HfO2 physics: the fit models relative read noise and relative relaxation only (the
+#: device read fluctuation and the conductance-independent relaxation of the "hfo2" preset are
+#: in NOT_FITTED; so is the relaxation time origin t_relax0), so the truth, and the preset the fit
+#: starts from, must lie in the fitter's model class for a round trip to hold.
 TRUE_HFO2 = dataclasses.replace(
-    HFO2_PHYSICS, v0=0.33, sigma_lrs_ref=0.11, sigma_lrs_exp=0.6, sigma_d2d=0.07,
+    HFO2_BENIGN_PHYSICS, v0=0.33, sigma_lrs_ref=0.11, sigma_lrs_exp=0.6, sigma_d2d=0.07,
     r_hrs0=2.5e3, hrs_v=0.5, sigma_hrs=0.45, sigma_d2d_hrs=0.32, v_form=3.2, sigma_form=0.2,
     g_pristine=2e-8, sigma_read=0.008, sigma_relax=0.004, drift_relax=-0.002,
     p_stuck_lrs=0.01, p_stuck_hrs=0.02,
@@ -55,10 +60,12 @@ def _roundtrip(true, tech_name, seed):
 def test_tolerances_cover_every_fitted_parameter():
     assert set(TOLERANCE) | {"p_stuck_lrs", "p_stuck_hrs"} == set(FITTED)
     assert not set(FITTED) & set(NOT_FITTED)
+    # every physics parameter is either fitted or stated as not fitted
+    assert set(FITTED) | set(NOT_FITTED) | {"name"} == {f.name for f in dataclasses.fields(DeviceParams)}
 
 
 @pytest.mark.parametrize(("true", "tech", "seed"), [
-    (TRUE_HFO2, "hfo2", 1), (TRUE_HFO2, "hfo2", 2), (TRUE_HFO2, "hfo2", 3),
+    (TRUE_HFO2, "hfo2-benign", 1), (TRUE_HFO2, "hfo2-benign", 2), (TRUE_HFO2, "hfo2-benign", 3),
     (SIOX_PHYSICS, "siox", 4),
 ])
 def test_parameters_recovered(true, tech, seed):
@@ -80,10 +87,10 @@ def test_parameters_recovered(true, tech, seed):
 
 
 def test_fitted_params_run_in_the_simulator_and_keep_unfitted_fields():
-    _, data, result = _roundtrip(TRUE_HFO2, "hfo2", 5)
+    _, data, result = _roundtrip(TRUE_HFO2, "hfo2-benign", 5)
     p = result.params
     for name in NOT_FITTED:
-        assert getattr(p, name) == getattr(HFO2_PHYSICS, name), name
+        assert getattr(p, name) == getattr(HFO2_BENIGN_PHYSICS, name), name
     sim = SimArray((8, 8), p, seed=0)
     sim.form()
     sim.set_pulse(None, v_gate=1.2)
@@ -96,4 +103,4 @@ def test_fitted_params_run_in_the_simulator_and_keep_unfitted_fields():
 def test_fit_is_not_the_base_model():
     """A fit that returned its base parameters would pass nothing: the truth differs by > tolerance."""
     for name, tol in TOLERANCE.items():
-        assert abs(getattr(HFO2_PHYSICS, name) - getattr(TRUE_HFO2, name)) > tol * abs(getattr(TRUE_HFO2, name)), name
+        assert abs(getattr(HFO2_BENIGN_PHYSICS, name) - getattr(TRUE_HFO2, name)) > tol * abs(getattr(TRUE_HFO2, name)), name

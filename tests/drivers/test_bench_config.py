@@ -80,9 +80,9 @@ def test_bad_fields_name_field_value_and_range(section, key, value, words):
 
 def test_operating_overrides_and_read_voltage_above_limit():
     data = copy.deepcopy(SIM)
-    data["bench"]["operating"] = {"v_read": 0.2, "width_set": 2e-6}
+    data["bench"]["operating"] = {"v_read": 0.2, "width_set": 2e-4, "width_reset": 2e-4, "width_form": 2e-4}
     cfg = parse_bench(data)
-    assert cfg.technology.v_read == 0.2 and cfg.technology.width_set == 2e-6
+    assert cfg.technology.v_read == 0.2 and cfg.technology.width_set == 2e-4
     data["bench"]["operating"] = {"v_read": 0.5}
     with pytest.raises(BenchConfigError, match="v_read = 0.5 V exceeds limits.max_v_read"):
         parse_bench(data)
@@ -119,3 +119,31 @@ def test_gate_from_board_needs_a_board():
     data["router"] = {"model": "switch_matrix", "resource": "GPIB0::22::INSTR"}
     with pytest.raises(BenchConfigError, match="gate_channel = 0"):
         parse_bench(data)
+
+
+def test_terminations_default_to_the_manuals_and_can_be_overridden():
+    cfg = load_bench(EXAMPLES / "bench-sim.toml")
+    assert cfg.smu.terminations() == ("\n", "\n") and cfg.router.terminations() == ("\n", "\n")
+    b1500 = load_bench(EXAMPLES / "bench-b1500-matrix.toml")
+    assert b1500.smu.terminations() == ("\r\n", "\n")  # FLEX data end in CR/LF
+    over = load_bench(EXAMPLES / "bench-b1500-matrix.toml", {"smu": {"write_termination": "\r\n"}})
+    assert over.smu.terminations() == ("\r\n", "\r\n")
+    with pytest.raises(BenchConfigError, match="smu.read_termination"):
+        load_bench(EXAMPLES / "bench-sim.toml", {"smu": {"read_termination": ";"}})
+    with pytest.raises(BenchConfigError, match="smu.trigger_line"):
+        load_bench(EXAMPLES / "bench-sim.toml", {"smu": {"trigger_line": "EXT99"}})
+
+
+@pytest.mark.parametrize("name", ["bench-sim.toml", "bench-b2900-board.toml", "bench-b1500-matrix.toml"])
+def test_example_pulse_widths_are_legal_for_their_smu(name):
+    """The shipped bench files' pulses are within their SMU's range (B2900 >= 50 us, B1500 SMU >= 0.5 ms)."""
+    cfg = load_bench(EXAMPLES / name)
+    low = {"b2900": 50e-6, "b1500": 5e-4}[cfg.smu.model]
+    t = cfg.technology
+    assert min(t.width_set, t.width_reset, t.width_form) >= low
+    assert cfg.limits.max_width >= max(t.width_set, t.width_reset, t.width_form)
+
+
+def test_smu_pulse_widths_below_the_manual_are_refused_at_load():
+    with pytest.raises(BenchConfigError, match=r"bench.operating.width_set = 1e-06 s is below the B2900's shortest pulse \(5e-05 s\)"):
+        load_bench(EXAMPLES / "bench-sim.toml", {"bench": {"operating": {"width_set": 1e-6}}})

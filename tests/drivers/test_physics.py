@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from drivers.sim.physics import STUCK_HRS, STUCK_LRS, ArrayPhysics
-from drivers.sim.presets import HFO2_PHYSICS, SIOX_PHYSICS, get_preset
+from drivers.sim.presets import HFO2_BENIGN_PHYSICS, HFO2_PHYSICS, SIOX_PHYSICS, get_preset, stressed
 
 SHAPE = (64, 64)
 
@@ -104,21 +104,23 @@ def test_forming_needs_forming_voltage():
 
 
 def test_read_noise_scales_with_aperture():
-    m, idx = formed_model()
+    # the instrument's noise alone (the benign preset has no device read fluctuation)
+    m, idx = formed_model(HFO2_BENIGN_PHYSICS)
     m.set(idx, np.full(idx.size, 1.2), np.full(idx.size, 2.2), 1e-6)
     g = m.conductance(idx)
     for aperture in (1e-3, 4e-3):
         reads = np.stack([m.read(idx, 0.1, aperture) for _ in range(20)])
         rel = np.std(reads / g, axis=0).mean()
-        expected = HFO2_PHYSICS.sigma_read * np.sqrt(1e-3 / aperture)
+        expected = HFO2_BENIGN_PHYSICS.sigma_read * np.sqrt(1e-3 / aperture)
         assert rel == pytest.approx(expected, rel=0.1)
 
 
 def test_relaxation_spread_grows_with_log_time():
-    m, idx = formed_model()
+    # the relative (ln-unit) relaxation alone: the benign preset has no absolute term
+    m, idx = formed_model(HFO2_BENIGN_PHYSICS)
     m.set(idx, np.full(idx.size, 1.2), np.full(idx.size, 2.2), 1e-6)
     g0 = m.conductance(idx)
-    p = HFO2_PHYSICS
+    p = HFO2_BENIGN_PHYSICS
     for seconds in (10.0, 1e4):
         m.advance(seconds - (m.t - m.t_prog[idx].max()))
         lnt = np.log1p((m.t - m.t_prog[idx].max()) / p.t_relax0)
@@ -183,3 +185,105 @@ def test_presets_by_name():
     assert get_preset("hfo2").physics is HFO2_PHYSICS
     with pytest.raises(ValueError, match="unknown technology"):
         get_preset("tio2")
+
+
+# ---------------------------------------------------------------- the harsh "hfo2" preset
+def _programmed_at(params, g_values, seed=2, shape=(40, 40)):
+    """A model whose healthy cells sit exactly at ``g_values`` (S), cycled over the cells, just
+    programmed (relaxation clock at zero)."""
+    m, idx = formed_model(params, seed=seed, shape=shape)
+    g = np.asarray(g_values)[np.arange(idx.size) % len(g_values)]
+    m.g_prog[idx] = g
+    m.t_prog[idx] = m.t
+    return m, idx, g
+
+
+def test_device_read_noise_is_a_floor_larger_at_low_conductance():
+    p = HFO2_PHYSICS
+    m, idx, g = _programmed_at(p, [50e-6, 200e-6])
+    rel = {}
+    for aperture in (1e-3, 20e-3):
+        reads = np.stack([m.read(idx, 0.1, aperture) for _ in range(40)])
+        for level in (50e-6, 200e-6):
+            rel[aperture, level] = np.std(reads[:, g == level] / level, axis=0).mean()
+    for level in (50e-6, 200e-6):
+        dev = float(p.read_dev_rel(level))
+        inst = p.sigma_read
+        # total = device (aperture-independent) + instrument (averages as sqrt(aperture))
+        assert rel[1e-3, level] == pytest.approx(np.hypot(dev, inst), rel=0.1)
+        assert rel[20e-3, level] == pytest.approx(np.hypot(dev, inst * np.sqrt(1e-3 / 20e-3)), rel=0.1)
+        # a 20x longer aperture leaves at least the device floor
+        assert rel[20e-3, level] >= 0.9 * dev
+    # relative noise grows as G falls, as (g_read_ref / G) ** read_dev_exp
+    assert rel[20e-3, 50e-6] / rel[20e-3, 200e-6] == pytest.approx(4 ** p.read_dev_exp, rel=0.15)
+    # never a negative reading, even in the HRS
+    m2, idx2, _ = _programmed_at(p, [2e-6])
+    assert np.all(np.stack([m2.read(idx2, 0.1) for _ in range(20)]) > 0)
+
+
+def test_device_read_noise_reaches_mvm():
+    p = HFO2_PHYSICS
+    m, idx, g = _programmed_at(p, [50e-6], shape=(32, 4))
+    x = np.zeros(32)
+    x[0] = 1.0  # one row: the column current is that one cell's
+    i = np.stack([m.mvm(x, 0.1, 20e-3) for _ in range(400)])
+    assert np.std(i[:, 0]) / (0.1 * 50e-6) == pytest.approx(float(p.read_dev_rel(50e-6)), rel=0.15)
+
+
+def test_lrs_relaxation_spread_is_conductance_independent_and_hrs_relaxes_up():
+    p = HFO2_PHYSICS
+    levels = [50e-6, 200e-6]
+    m, idx, g = _programmed_at(p, levels, shape=(60, 60))
+    day = 86400.0
+    m.advance(day)
+    lnt = np.log1p(day / p.t_relax0)
+    dg = m.conductance(idx) - g
+    for level in levels:
+        sel = g == level
+        expected = np.hypot(p.sigma_relax_abs, level * p.sigma_relax) * lnt
+        assert np.std(dg[sel]) == pytest.approx(expected, rel=0.1)
+    # conductance-independent: the same absolute spread at 50 and 200 uS within 25 %
+    s50, s200 = np.std(dg[g == 50e-6]), np.std(dg[g == 200e-6])
+    assert s200 / s50 == pytest.approx(1.0, abs=0.25)
+    # after a day, levels 25 uS apart overlap (Esmanhotto et al.): 2 sigma each side > 12.5 uS
+    assert 2 * s50 > 12.5e-6 / 2
+    # the LRS drifts down, the HRS (below g_mid) up
+    mh, idxh, gh = _programmed_at(p, [3e-6], shape=(30, 30))
+    mh.advance(day)
+    assert np.median(mh.conductance(idxh) / gh) > 1.05
+    assert np.median(dg[g == 200e-6]) < 0
+
+
+def test_stressed_multiplies_the_device_terms_only():
+    p = HFO2_PHYSICS
+    s = stressed(p, read_noise_x=2.0, relaxation_x=5.0, endurance_x=0.01)
+    assert s.read_dev_ref == 2 * p.read_dev_ref and s.sigma_read == p.sigma_read
+    assert s.sigma_relax_abs == 5 * p.sigma_relax_abs and s.sigma_relax == 5 * p.sigma_relax
+    assert s.drift_relax == 5 * p.drift_relax and s.drift_relax_hrs == 5 * p.drift_relax_hrs
+    assert s.endurance_median == pytest.approx(0.01 * p.endurance_median) and s.name == p.name
+    assert stressed(p) == p
+    # the scaling reaches the measured noise
+    m1, idx1, _ = _programmed_at(p, [50e-6])
+    m2, idx2, _ = _programmed_at(stressed(p, read_noise_x=2.0), [50e-6])
+    r1 = np.std(np.stack([m1.read(idx1, 0.1, 20e-3) for _ in range(30)]), axis=0).mean()
+    r2 = np.std(np.stack([m2.read(idx2, 0.1, 20e-3) for _ in range(30)]), axis=0).mean()
+    assert r2 / r1 == pytest.approx(2.0, rel=0.15)
+    for bad in ({"read_noise_x": -1.0}, {"relaxation_x": float("nan")}, {"endurance_x": 0.0}):
+        with pytest.raises(ValueError, match="outside the allowed range"):
+            stressed(p, **bad)
+
+
+def test_state_saved_before_absolute_relaxation_existed_restores():
+    m, idx = formed_model(shape=(8, 8))
+    arrays, meta = m.get_state()
+    del arrays["z_relax_abs"]
+    twin = ArrayPhysics(HFO2_PHYSICS, (8, 8), seed=1)
+    twin.set_state(arrays, meta)
+    assert np.all(twin.z_relax_abs == 0)
+
+
+def test_unequal_level_preset():
+    p = get_preset("hfo2-icc")
+    assert p.physics.read_dev_ref == HFO2_PHYSICS.read_dev_ref
+    widths = np.diff(p.technology.levels)
+    assert np.all(np.diff(widths) > 0)  # intervals widen with G (geometric I_CC steps)

@@ -82,7 +82,7 @@ def test_read_cost_spans_1_to_20_ms():
 
 
 def test_devices_relax_while_the_bench_waits():
-    a = SimArray((32, 32), "hfo2", seed=4)
+    a = SimArray((32, 32), "hfo2-benign", seed=4)  # purely relative relaxation: the bound below
     a.form()
     g0 = a.conductance()
     a.wait(3600.0)

@@ -116,9 +116,12 @@ def test_b1500_flex_output_format_and_errors():
 
 @pytest.mark.parametrize("pt,ok", [("PT 0,1e-3,2e-3", False), ("PT 0,1e-3,5e-3", True), ("PT 0,1e-6,5e-3", False),
                                    ("PT 0,4e-3,5e-3", False), ("PT 0,4e-3,6e-3", True), ("PT -1,1e-3,5e-3", False),
-                                   ("PT 0,1e-3,6", False), ("PT 0,1e-3", True)])
+                                   ("PT 0,1e-3,6", False), ("PT 0,1e-3", True),
+                                   ("PT 0,0.2,0.205", False), ("PT 0,0.2,0.21", True), ("PT 0,0.2,0", True),
+                                   ("PT 0,0.1,0.102", True)])
 def test_b1500_enforces_the_pt_rules(pt, ok):
-    """Period 5 ms..5 s and >= width + 2 ms, width 0.5 ms..2 s, hold 0..655.35 s."""
+    """Period 5 ms..5 s and >= width + 2 ms (width + 10 ms above 100 ms; 0 = automatic), width
+    0.5 ms..2 s, hold 0..655.35 s (E5260/E5270 Programming Guide Ed. 4, p. 4-90, PT)."""
     b = SimB1500(make_bench())
     assert q(b, f"{pt};ERRX?").startswith(b"0," if ok else b"120,")
 
@@ -150,6 +153,32 @@ def test_b2900_refuses_pulses_below_50_us_and_reports_per_point_status():
     q(smu, ":FORM:ELEM:SENS CURR,STAT;:SENS1:CURR:PROT 1e-12;:SOUR1:VOLT:TRIG 0.1;:TRIG1:COUN 2;:INIT (@1)")
     vals = [float(x) for x in q(smu, ":FETC:ARR? (@1)").decode().strip().split(",")]
     assert len(vals) == 4  # (current, status) per point
+
+
+def test_b2900_status_word_marks_compliance_in_bits_1_2_and_timer_min_is_20_us():
+    """B2900 SCPI Command Reference Ed. 2, p. 1-14, Table 1-2 (compliance = bits 1-2, bit 3 is
+    over voltage); B2900A data sheet p. 17 (B2902A trigger interval from 20 us)."""
+    bench = make_bench()
+    m = SimSwitchMatrix(bench, MatrixWiring())
+    smu = SimB2900(bench)
+    q(m, ":ROUT:CLOS (@00103,00210,00318)")
+    q(smu, ":SOUR2:VOLT 2.5;:OUTP2 ON")
+    q(smu, ":FORM:ELEM:SENS CURR,STAT;:SENS1:CURR:PROT 1e-12;:SOUR1:VOLT:TRIG 0.1;:OUTP1 ON;:TRIG1:COUN 2;:INIT (@1)")
+    vals = [float(x) for x in q(smu, ":FETC:ARR? (@1)").decode().strip().split(",")]
+    words = [int(w) for w in vals[1::2]]
+    assert all(w & 0b110 for w in words) and not any(w & 0b111000 for w in words)
+    assert q(smu, ":TRIG1:TIM 15e-6;:SYST:ERR?") == b'-222,"Data out of range"\n'
+    assert q(smu, ":TRIG1:TIM 20e-6;:SYST:ERR:COUN?") == b"+0\n"
+
+
+def test_b2900_aperture_out_of_range_is_clamped_not_refused():
+    """B2900 SCPI Command Reference Ed. 2, p. 4-73: a time below MIN or above MAX is set to MIN
+    or MAX (no error). The old simulator queued -222 instead."""
+    smu = SimB2900(make_bench())
+    assert q(smu, ":SENS1:CURR:APER 1e-6;:SYST:ERR:COUN?") == b"+0\n"
+    assert smu.ch[1].aperture == 8e-6
+    assert q(smu, ":SENS1:CURR:APER 5;:SYST:ERR:COUN?") == b"+0\n"
+    assert smu.ch[1].aperture == 2.0
 
 
 def test_switch_matrix_routes_exactly_one_cell():
@@ -184,3 +213,21 @@ def test_sim_transport_counts_round_trips():
     t.write("*RST")
     assert t.query("*OPC?") == "1"
     assert (t.traffic.queries, smu.counters.replies, smu.counters.messages) == (1, 1, 2)
+
+
+def test_b2900_gate_list_steps_with_the_bit_line_only_when_both_share_the_trigger_setup():
+    """Programming Guide, synchronizing channels: same source, timer, count and delays, one :INIT."""
+    seen = {}
+    for name, gate_trig in (("same", ":TRIG2:SOUR TIM;:TRIG2:TIM 1e-3;:TRIG2:COUN 3"),
+                            ("other timer", ":TRIG2:SOUR TIM;:TRIG2:TIM 3e-3;:TRIG2:COUN 3"),
+                            ("default source", ":TRIG2:COUN 3")):
+        bench = make_bench()
+        smu = SimB2900(bench)
+        got = []
+        bench.measure_points = lambda v, g, a, c, edges=False: (got.append(g.copy()), (np.zeros(v.size), np.zeros(v.size, bool)))[1]
+        q(smu, ":SOUR1:VOLT:TRIG 0.1;:TRIG1:SOUR TIM;:TRIG1:TIM 1e-3;:TRIG1:COUN 3;"
+               f":SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT 1,2,3;{gate_trig};:INIT (@1,2)")
+        seen[name] = got[0].tolist()
+    assert seen["same"] == [1.0, 2.0, 3.0]
+    assert seen["other timer"] == [1.0, 1.0, 1.0]
+    assert seen["default source"] == [3.0, 3.0, 3.0]

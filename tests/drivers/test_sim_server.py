@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "bench-sim.toml"
 
 
-def _bench_file(tmp_path, port=0, link=None):
+def _bench_file(tmp_path, port=0, link=None, physics="hfo2"):
     """A copy of the example bench file on an ephemeral port and a private pty symlink."""
     link = link or str(tmp_path / "board")
     text = EXAMPLE.read_text().replace("smu_port = 5025", f"smu_port = {port}")
+    text = text.replace('physics = "hfo2"', f'physics = "{physics}"')
     text = text.replace('pty_link = "/tmp/hil-sim-array-board"', f'pty_link = "{link}"')
     text = text.replace('resource = "/tmp/hil-sim-array-board"', f'resource = "{link}"')
     p = tmp_path / "bench.toml"
@@ -55,7 +56,10 @@ def test_server_binds_loopback_and_cleans_up(tmp_path):
 
 
 def test_cli_program_against_a_running_server(tmp_path):
-    path, link = _bench_file(tmp_path)
+    # benign physics: the comparison below is of the protocol path; on the harsh "hfo2" preset
+    # the slightly different kinetics of 50 us vs 1 us pulses send the noisy verify decisions
+    # down different paths, so the two runs no longer agree cell for cell
+    path, link = _bench_file(tmp_path, physics="hfo2-benign")
     with SimServer(load_bench(path)) as server:
         port = server.resources["smu"].split("::")[2]
         text = path.read_text().replace("TCPIP::127.0.0.1::5025::SOCKET", f"TCPIP::127.0.0.1::{port}::SOCKET")
@@ -63,7 +67,7 @@ def test_cli_program_against_a_running_server(tmp_path):
         out = tmp_path / "run.h5"
         assert main(["program", "--bench", str(path), "--levels", "8", "--out", str(out)]) == 0
     sim_out = tmp_path / "sim.h5"
-    assert main(["program", "--sim", "hfo2", "--shape", "8x8", "--levels", "8", "--out", str(sim_out)]) == 0
+    assert main(["program", "--sim", "hfo2-benign", "--shape", "8x8", "--levels", "8", "--out", str(sim_out)]) == 0
     with h5py.File(out, "r") as fb, h5py.File(sim_out, "r") as fs:
         assert fb.attrs["backend"] == "bench"
         # The bench pulses are 50 us wide (the B2900's minimum), `--sim` uses the preset's 1 us:

@@ -132,3 +132,14 @@ def test_memory_accounting_with_optimiser_state_and_devices():
     assert m["bnn_over_qnn_with_optimiser"] == pytest.approx((33 + 64) * n_b / ((35 + 64) * n_q))
     text = "\n".join(memory_lines(m))
     assert "15x" in text and "Adam" in text and f"{m['bnn_over_qnn_total']:.1f}x" in text
+
+
+def test_technology_choices_come_from_the_presets(tmp_path):
+    from drivers.sim.presets import PRESETS
+
+    with pytest.raises(ConfigError) as err:
+        small(tmp_path, "x", device={"technology": "gaas"})
+    assert f"one of {sorted(PRESETS)}" in str(err.value)
+    with pytest.raises(ConfigError, match=r"device.levels_uS = \[\] .* 'siox' has no default levels"):
+        small(tmp_path, "x", device={"technology": "siox"})
+    assert small(tmp_path, "x", device={"technology": "siox", "levels_uS": [30, 60, 90, 120]}).device.technology == "siox"

@@ -23,7 +23,9 @@ def formed(shape=(24, 24), seed=1, tech="hfo2"):
 
 @pytest.mark.parametrize("strategy", ["igvva", "ispp"])
 def test_strategies_converge_on_healthy_cells(strategy):
-    a = formed()
+    # benign physics: the strategies' convergence at +-5 %; on the harsh "hfo2" preset the
+    # device read fluctuation makes +-5 % unreachable at the low levels (test_harsh_... below)
+    a = formed(tech="hfo2-benign")
     targets = level_map(a, a.shape)
     r = program_verify(a, targets, tolerance=0.05, strategy=strategy)
     healthy = (a.model.stuck == 0).reshape(a.shape)
@@ -69,7 +71,7 @@ def test_pulse_cap_is_respected():
 
 
 def test_cells_already_in_window_take_no_pulses_and_mask_limits_work():
-    a = formed(shape=(8, 8))
+    a = formed(shape=(8, 8), tech="hfo2-benign")  # a read noise well inside the 8 % window
     targets = np.full((8, 8), 100e-6)
     program_verify(a, targets)
     mask = np.zeros((8, 8), bool)
@@ -117,3 +119,15 @@ def test_bad_requests_raise_before_any_operation(targets, kwargs, message):
     with pytest.raises((TargetError, ValueError), match=message):
         program_verify(a, targets, **kwargs)
     assert seen == [] and a.bench_time == t0
+
+
+def test_harsh_preset_holds_10_percent_at_high_levels_and_fails_at_25_uS():
+    """On the "hfo2" preset (Milo et al.'s spread), +-10 % holds at 150 uS but +-5 % fails at
+    25 uS, where the device read fluctuation alone is ~16 % per read (benchmarks/program_verify.py
+    prints the per-level yields)."""
+    targets = np.where(np.arange(32 * 32).reshape(32, 32) % 2 == 0, 25e-6, 150e-6)
+    for tol, level, check in ((0.10, 150e-6, lambda y: y >= 0.98), (0.05, 25e-6, lambda y: y < 0.3)):
+        a = formed(shape=(32, 32))
+        r = program_verify(a, targets, tolerance=tol)
+        cells = (a.model.stuck == 0).reshape(a.shape) & (targets == level)
+        assert check(r.success[cells].mean()), (tol, level, r.success[cells].mean())

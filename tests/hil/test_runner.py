@@ -15,7 +15,7 @@ from hil.cli import main
 from hil.experiments import registry, runner
 from hil.experiments.metaplastic import MetaplasticExperiment
 from hil.experiments.schema import ConfigError, build, check_number
-from hil.store import StoreError, open_run
+from hil.store import RunFinishedError, StoreError, open_run
 
 
 def small(tmp_path: Path, name: str, **device) -> dict:
@@ -170,7 +170,7 @@ def test_unknown_keys_and_values_are_rejected_by_dotted_name(tmp_path):
     assert "learning" not in paths and "experiment" not in paths
 
 
-def test_cli_run_and_resume(tmp_path, capsys):
+def test_cli_run_and_resume(tmp_path, capsys, monkeypatch):
     toml = tmp_path / "run.toml"
     data = small(tmp_path, "cli")
     lines = [f'experiment = "metaplastic"', f'name = "cli"', "seed = 5", f'out = "{tmp_path / "ignored.h5"}"']
@@ -185,10 +185,15 @@ def test_cli_run_and_resume(tmp_path, capsys):
     assert f"run file: {out} (complete, 4 stages)" in text and "epoch  3 (task 1)" in text
     assert (tmp_path / "cli_fig2_accuracy.png").is_file()
     assert not (tmp_path / "ignored.h5").exists()
-    assert main(["run", "--resume", str(out), "--no-progress", "--no-figures"]) == 0  # nothing left to do
-    assert "(complete, 4 stages)" in capsys.readouterr().out
-    with open_run(out) as r:
-        assert r.metric("final.mnist")["step"].size == 1  # not written again by the empty resume
+    before = out.read_bytes()
+    assert main(["run", "--resume", str(out), "--no-progress", "--no-figures"]) == 2  # nothing left to do
+    assert "is complete" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    opened = []
+    monkeypatch.setattr(MetaplasticExperiment, "__init__", lambda self, *a, **k: opened.append(1))
+    with pytest.raises(RunFinishedError):
+        runner.resume(out, progress=False)
+    assert not opened  # refused before the data were loaded or an array opened
 
 
 # ---------------------------------------------------------------------- the contract on a toy

@@ -45,7 +45,7 @@ def test_round_trip(tmp_path):
         assert run.config == {"a": 1, "nested": {"b": [1, 2]}}
         attrs = run.attrs
         assert attrs["seed"] == 42 and attrs["backend"] == "sim" and attrs["status"] == "complete"
-        assert attrs["schema_version"] == "1.0" and "start_time" in attrs and "package_version" in attrs
+        assert attrs["schema_version"] == "2.0" and "start_time" in attrs and "package_version" in attrs
         assert run.instruments == {"smu": "SIM"}
         rec = run.ops
         assert rec.dtype == OP_DTYPE and len(rec) == 15
@@ -64,7 +64,7 @@ def test_every_array_operation_is_logged(tmp_path):
     path = tmp_path / "run.h5"
     a = SimArray((4, 4), "hfo2", seed=0)
     with RunStore.create(path, config={}, seed=0, backend="sim") as store:
-        a.add_listener(store.append_ops)
+        store.attach_array("a", a)
         a.form()
         mask = np.eye(4, dtype=bool)
         a.set_pulse(mask, v_gate=1.2)
@@ -81,11 +81,14 @@ def test_checkpoint_slots_alternate_and_last_complete_wins(tmp_path):
     path = tmp_path / "run.h5"
     with RunStore.create(path, config={}, seed=0, backend="sim") as store:
         for epoch in range(3):
-            store.checkpoint({"w": np.full(3, float(epoch))}, {"epoch": epoch})
+            store.checkpoint({"w": np.full(3, float(epoch)), "big": np.arange(5000.0) + epoch}, {"epoch": epoch})
+        with open_run(path) as run:  # while the run goes on, both slots are kept
+            assert sorted(run._f["checkpoints"]) == ["index", "slot0", "slot1"]
     arrays, meta = open_run(path).load_checkpoint()
-    assert meta["epoch"] == 2 and np.all(arrays["w"] == 2)
-    with h5py.File(path) as f:
-        assert sorted(f["checkpoints"]) == ["index", "slot0", "slot1"]
+    assert meta["epoch"] == 2 and np.all(arrays["w"] == 2) and np.array_equal(arrays["big"], np.arange(5000.0) + 2)
+    with h5py.File(path) as f:  # closed: only the slot needed is kept, the big array compressed
+        assert sorted(f["checkpoints"]) == ["index", "slot0"]
+        assert f["checkpoints/slot0"].nbytes < 5000 * 8 / 4  # compressed
 
 
 def test_reader_sees_data_while_the_writer_runs(tmp_path):
@@ -108,16 +111,18 @@ WRITER = textwrap.dedent(
     from hil.store import RunStore
     store = RunStore.create(sys.argv[1], config={"k": 1}, seed=7, backend="sim", flush_interval=0.0)
     a = SimArray((16, 16), "hfo2", seed=7)
-    a.add_listener(store.append_ops)
+    store.attach_array("a", a)
     a.form()
     n = 0
     while True:
         a.set_pulse(None, v_gate=1.0)
         a.read()
         store.snapshot("map", a.conductance(), a.bench_time)
-        store.flush()
         n += 2 * 256
+        store.checkpoint({"n": np.array(n)}, {"n": 256 + n})
         print(256 + n, flush=True)
+        a.read()  # after the checkpoint: dropped by a resume
+        n += 256
         time.sleep(0.01)
     """
 )
@@ -146,10 +151,14 @@ def test_reopen_after_sigkill_mid_run(tmp_path):
         assert run.config == {"k": 1} and run.attrs["status"] == "running"
         assert len(run._f["snapshots/map/g"]) >= len(flushed)
     # and can go on writing into it
+    with open_run(path) as run:
+        n_ckpt = int(run.load_checkpoint()[1]["n"])
+    assert n_ckpt >= flushed[-1]
     with RunStore.resume(path) as store:
         store.append_ops(ops(3))
     with open_run(path) as run:
-        assert len(run.ops) == len(rec) + 3
+        assert len(run.ops) == n_ckpt + 3
+        assert len(run.resumes()) == 1
         assert run.attrs["status"] == "complete"
 
 

@@ -8,12 +8,14 @@ Supported: ``*IDN? *RST *OPC? *LRN? 0``, ``UNT?``, ``CN [ch,...]``, ``CL [ch,...
 
 It enforces the manual, not the driver's assumptions (see ``drivers/instruments/MANUALS.md``):
 ``PT`` width within the module's pulse range (0.5 ms..2 s for HR/MP/HPSMU), period 5 ms..5 s and
-at least width + 2 ms, hold 0..655.35 s; ``DV``/``PV`` within the module's voltage and current
-ranges; ``AIT 0,3,<t>`` with 2 us <= t <= 20 ms. A refused command queues its error code for
-``ERRX?`` and is not executed.
+at least width + 2 ms (width + 10 ms above 100 ms; period 0 = automatic), hold 0..655.35 s;
+``DV``/``PV`` within the module's voltage and current ranges; ``AIT 0,3,<t>`` with
+2 us <= t <= 20 ms (B1500A/B1505A Programming Guide Ed. 11, p. 4-39). A refused command queues
+its error code for ``ERRX?`` and is not executed.
 
 Output data: ``FMT 1`` ASCII, a three-character header (status, channel, data type) and a
-12-character value ``+ddd.dddE+dd``, e.g. ``NAI+000.005E-09``; points separated by ``,``. Each
+12-character value ``+ddd.dddE+dd`` (one of the three documented 12-character forms), e.g.
+``NAI+000.005E-09``; points separated by ``,``. Each
 measurement's data and each query's response is its own CR/LF-terminated line of the output
 buffer, in execution order. Status ``N`` normal, ``C`` this channel reached its compliance.
 
@@ -40,6 +42,9 @@ MODULE_LIMITS = {"B1517A": (100.0, 0.1, 5e-4), "B1511A": (100.0, 0.1, 5e-4)}
 CHANNEL_LETTERS = "ABCDEFGHIJ"
 MAX_PULSE_WIDTH = 2.0
 MIN_PERIOD, MAX_PERIOD, PERIOD_MARGIN, MAX_HOLD = 5e-3, 5.0, 2e-3, 655.35
+#: Widths above 100 ms need period >= width + 10 ms; period 0 (or omitted) means automatic
+#: (Keysight E5260/E5270 Programming Guide, Edition 4, p. 4-90, PT; same FLEX command).
+LONG_PULSE, LONG_PERIOD_MARGIN = 0.1, 10e-3
 MIN_AIT, MAX_AIT = 2e-6, 20e-3
 #: Error codes queued for ERRX? (B1500 Programming Guide, "Error Codes").
 E_UNDEFINED, E_PARAMETER, E_NOT_ALLOWED, E_CHANNEL = 100, 120, 150, 200
@@ -83,6 +88,7 @@ class SimB1500(SimInstrument):
         self.bl = bitline_channel
         self.gate = gate_channel
         self.errors: deque[tuple[int, str]] = deque()
+        self.spgu = None  # a SimSpgu (drivers.sim.instruments.spgu) answers the SPGU commands
         self.reset()
 
     def reset(self) -> None:
@@ -92,6 +98,8 @@ class SimB1500(SimInstrument):
         self.pulse_timing = (0.0, 1e-3, 1e-2)
         self.fmt = 1
         self.aperture = self.bench.timing.aperture if self.bench is not None else 1e-3
+        if self.spgu is not None:
+            self.spgu.reset()
 
     def _handle_message(self, text: str) -> str | None:
         replies: list[str] = []
@@ -101,9 +109,9 @@ class SimB1500(SimInstrument):
             try:
                 if m is None:
                     raise SimCommandError(E_UNDEFINED, '"Undefined GPIB command"')
-                if self.inject_command_error():
-                    raise SimCommandError(E_NOT_ALLOWED, '"Command parameter not allowed (injected)"')
                 name, rest = m.group(1), m.group(2)
+                if name != "ERRX?" and self.inject_command_error():  # the error report itself works
+                    raise SimCommandError(E_NOT_ALLOWED, '"Command parameter not allowed (injected)"')
                 args = [a.strip() for a in rest.split(",")] if rest else []
                 reply = self._command(name, args)
             except SimCommandError as exc:
@@ -132,6 +140,8 @@ class SimB1500(SimInstrument):
         return v, i
 
     def _command(self, name: str, a: list[str]) -> str | None:
+        if self.spgu is not None and self.spgu.handles(name, a):
+            return self.spgu.command(name, a)
         if name == "*IDN?":
             return self.idn
         if name == "*RST":
@@ -145,12 +155,15 @@ class SimB1500(SimInstrument):
             on = [str(s) for s, c in self.ch.items() if c.enabled]
             return f"CN{','.join(on)}" if on else "CL"
         if name == "UNT?":
-            return ";".join(f"{MODULES[s]},0" if s in MODULES else "0,0" for s in range(1, 11))
+            modules = {**MODULES, **({self.spgu.slot: "B1525A"} if self.spgu is not None else {})}
+            return ";".join(f"{modules[s]},0" if s in modules else "0,0" for s in range(1, 11))
         if name == "ERRX?":
             code, msg = self.errors.popleft() if self.errors else (0, '"No Error."')
             return f"{code},{msg}"
         if name in ("CN", "CL"):
             slots = [self._slot(x) for x in a] if a else list(self.ch)
+            if not a and name == "CL" and self.spgu is not None:
+                self.spgu.command("CL", [str(n) for n in self.spgu.ch])
             for s in slots:
                 self.ch[s].enabled = name == "CN"
                 if name == "CL":
@@ -224,11 +237,14 @@ class SimB1500(SimInstrument):
             if len(a) < 2:
                 raise SimCommandError(E_PARAMETER, '"Incorrect numeric parameter"')
             hold, width = _num(a[0]), _num(a[1])
-            period = _num(a[2]) if len(a) > 2 else max(MIN_PERIOD, width + PERIOD_MARGIN)
+            margin = LONG_PERIOD_MARGIN if width > LONG_PULSE else PERIOD_MARGIN
+            period = _num(a[2]) if len(a) > 2 else 0.0
+            if period == 0:
+                period = max(MIN_PERIOD, width + margin)
             min_width = min(lim[2] for lim in MODULE_LIMITS.values())
             if not min_width <= width <= MAX_PULSE_WIDTH:
                 raise SimCommandError(E_PARAMETER, '"Incorrect numeric parameter; pulse width"')
-            if not (MIN_PERIOD <= period <= MAX_PERIOD and period >= width + PERIOD_MARGIN):
+            if not (MIN_PERIOD <= period <= MAX_PERIOD and period >= width + margin - 1e-9):
                 raise SimCommandError(E_PARAMETER, '"Incorrect numeric parameter; pulse period"')
             if not 0 <= hold <= MAX_HOLD:
                 raise SimCommandError(E_PARAMETER, '"Incorrect numeric parameter; hold time"')

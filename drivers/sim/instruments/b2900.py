@@ -13,8 +13,8 @@ base), ``:SOUR:VOLT:TRIG <v>`` (triggered / pulse peak), ``:SOUR:VOLT:MODE FIX|L
 ``:FORM:ELEM:SENS CURR[,VOLT][,STAT]``, ``:OUTP ON|OFF``, ``:OUTP?``.
 
 It enforces the manual (``drivers/instruments/MANUALS.md``), not the driver's assumptions:
-pulse width 50 us..100000 s, aperture 8 us..2 s, list up to 2500 points, trigger count
-1..100000, timer 10 us..100000 s; a refused command queues its error code (-222 data out of
+pulse width 50 us..100000 s, aperture 8 us..2 s (out of range: clamped, as the manual states), list up to 2500 points, trigger count
+1..100000, timer 20 us..100000 s; a refused command queues its error code (-222 data out of
 range, -221 settings conflict, -113 undefined header, ...) and is not executed.
 
 ``:INIT`` runs one list (or fixed) sweep of ``TRIG:COUN`` points on the channel wired to the
@@ -49,10 +49,12 @@ MAX_COMPLIANCE = 3.03
 MIN_PULSE_WIDTH, MAX_PULSE_WIDTH = 50e-6, 100_000.0
 MIN_APERTURE, MAX_APERTURE = 8e-6, 2.0
 MAX_COUNT = 100_000
-MIN_TIMER, MAX_TIMER = 1e-5, 100_000.0
+#: Trigger interval of the B2901A/B2902A: 20 us to 100000 s (B2900A Series Data Sheet, p. 17).
+MIN_TIMER, MAX_TIMER = 20e-6, 100_000.0
 MAX_DELAY = 100_000.0
-#: Status word bit of a point at current compliance (``:FORM:ELEM:SENS STAT``).
-STAT_CURRENT_COMPLIANCE = 8
+#: Status word of a point at compliance (``:FORM:ELEM:SENS STAT``): compliance field in bits 1-2
+#: set to 1 (Agilent B2900 SCPI Command Reference, Edition 2, p. 1-14, Table 1-2).
+STAT_CURRENT_COMPLIANCE = 1 << 1
 TRIGGER_SOURCES = ("AINT", "BUS", "TIM", "INT1", "INT2", "LAN") + tuple(f"EXT{k}" for k in range(1, 15))
 
 
@@ -72,7 +74,7 @@ class SmuChannel:
     aperture: float = 1e-3
     trig_count: int = 1
     trig_source: str = "AINT"
-    timer: float = 1e-5
+    timer: float = MIN_TIMER
     tran_delay: float = 0.0
     acq_delay: float = 0.0
     tout: bool = False
@@ -203,7 +205,9 @@ class SimB2900(ScpiInstrument):
         if nodes == ("CURR", "PROT", "TRIP") and query:
             return "1" if c.tripped else "0"
         if nodes == ("CURR", "APER"):
-            c.aperture = _in_range(parse_number(args), MIN_APERTURE, MAX_APERTURE)
+            # Out-of-range apertures are set to MIN/MAX, not refused (Agilent B2900 SCPI Command
+            # Reference, Edition 2, p. 4-73, :SENSe:CURRent:APERture).
+            c.aperture = float(np.clip(parse_number(args), MIN_APERTURE, MAX_APERTURE))
             return None
         if nodes == ("FUNC",):
             if args.strip('"').upper() not in ("CURR", "CURRENT", "VOLT", "VOLTAGE"):

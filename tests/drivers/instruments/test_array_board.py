@@ -111,11 +111,20 @@ def test_trigger_is_not_retried():
             b.trigger(2)
 
 
-def test_close_releases_lines():
-    t = ExpectedTransport(INIT + [(frame("OFF"), frame("OK OFF"))])
+STAT_OFF = (frame("STAT?"), frame("OK STAT - - - 0 EXT 0 0 7"))
+
+
+def test_close_releases_lines_and_confirms():
+    t = ExpectedTransport(INIT + [(frame("OFF"), frame("OK OFF")), STAT_OFF])
     with ArrayBoard(t, LIMITS):
         pass
     t.assert_done()
+
+
+def test_close_logs_lines_it_could_not_confirm_released(caplog):
+    t = ExpectedTransport(INIT + [(frame("OFF"), frame("OK OFF")), (frame("STAT?"), frame("OK STAT 1 2 1 0 EXT 0 0 7"))])
+    ArrayBoard(t, LIMITS).close()  # a router logs instead of raising
+    assert "still reported on" in caplog.text and t._closed
 
 
 @pytest.mark.parametrize("call", [

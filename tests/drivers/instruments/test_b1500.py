@@ -104,6 +104,18 @@ def test_pulse_hold_and_period_are_validated_before_sending(kw):
     assert t.traffic.entries == []
 
 
+def test_long_pulses_need_a_10_ms_period_margin():
+    """PT: period >= width + 10 ms for width > 100 ms (E5260/E5270 Programming Guide Ed. 4,
+    p. 4-90, FLEX PT). The old rule (width + 2 ms for every width) let 0.205 s for 0.2 s through."""
+    assert pulse_period(0.1) == pytest.approx(0.102) and pulse_period(0.2) == pytest.approx(0.21)
+    t = ExpectedTransport(INIT, read_termination="\r\n")
+    b = B1500(t, SafetyLimits(max_v_pulse=5.0, max_v_gate=3.0, max_v_read=0.3, max_compliance=1e-3, max_width=1.0))
+    t.traffic.clear()
+    with pytest.raises(SafetyLimitError, match="period"):
+        b.pulsed_spot(2.0, 0.2, 1e-3, period=0.205)
+    assert t.traffic.entries == []
+
+
 def test_read_one_sends_the_aperture():
     """Defect: ``read_one`` validated an aperture but never sent ``AV``/``AIT``."""
     script = [("DV 2,0,2.500000e+00,1.000000e-03;" + READ + ";ERRX?", "NAI+010.000E-06\r\n" + OK)]
@@ -171,6 +183,10 @@ def test_wrong_channel_in_reply_is_a_protocol_error():
     ("NAV+001.500E+00", [("N", 1, "V", 1.5)]),
     ("NAI-002.000E-03,CBV+001.000E+00", [("N", 1, "I", -2e-3), ("C", 2, "V", 1.0)]),
     ("TJI+000.000E+00", [("T", 10, "I", 0.0)]),
+    # The other two 12-character forms, sn.nnnnnEsnn and snn.nnnnEsnn (E5260/E5270 Programming
+    # Guide Ed. 4, p. 1-27, FLEX data element D): the old parser rejected these real replies.
+    ("NAI+1.23456E-06", [("N", 1, "I", 1.23456e-6)]),
+    ("NAI-12.3456E-09", [("N", 1, "I", -12.3456e-9)]),
 ])
 def test_parse_flex_data_accepts_the_manual_format(text, expect):
     """Defect: only ``+d.dddddE+dd`` was accepted, so every real reply was rejected."""
@@ -179,7 +195,7 @@ def test_parse_flex_data_accepts_the_manual_format(text, expect):
     np.testing.assert_allclose([v for *_, v in got], [v for *_, v in expect], rtol=1e-12)
 
 
-@pytest.mark.parametrize("text", ["NAI+1.23456E-06", "NAI+01.234E-06", "NAI001.234E-06", "QAI+001.234E-06",
+@pytest.mark.parametrize("text", ["NAI+1.234567E-06", "NAI+01.234E-06", "NAI+0001.23E-06", "NAI001.234E-06", "QAI+001.234E-06",
                                   "NAI+001.234E-06,", "NA~+001.234E-06", "nai+001.234E-06", ""])
 def test_parse_flex_data_is_strict(text):
     with pytest.raises(ProtocolError):

@@ -73,16 +73,20 @@ def test_pulse_is_at_least_50_us():
 
 def test_pulse_list_sets_trigger_output_source_timer_delays_on_both_channels():
     """Defect: no trigger output, source, timer or delays; channels not set up to start together."""
-    period = "6.500000e-04"  # settle 0.5 ms + width 50 us + 100 us
-    msg = (f":SOUR1:FUNC:SHAP PULS;:SOUR1:VOLT {E};:SOUR1:PULS:DEL {E};:SOUR1:PULS:WIDT 5.000000e-05;"
-           ":SENS1:CURR:PROT 1.000000e-04;:SOUR1:VOLT:MODE LIST;:SOUR1:LIST:VOLT 1.000000e+00,2.000000e+00;"
-           ":SOUR2:FUNC:SHAP DC;:SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT 1.000000e+00,1.500000e+00;"
-           + trig(1, 2, period, "5.000000e-04", "5.000000e-04", True) + ";"
-           + trig(2, 2, period, "5.000000e-04", "5.000000e-04", False)
-           + ";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2)")
+    msg = _pulse_msg("1.000000e+00,2.000000e+00", "1.000000e+00,1.500000e+00", 2)
     with expected_protocol(B2900, INIT + [(msg, None)], LIMITS) as smu:
         smu.pulse_list([1.0, 2.0], 50e-6, 1e-4, gates=[1.0, 1.5])
         assert smu.transport.traffic.queries == 2  # write-only
+
+
+def _pulse_msg(peaks, gates, n):
+    period = "6.500000e-04"  # settle 0.5 ms + width 50 us + 100 us
+    return (f":SOUR1:FUNC:SHAP PULS;:SOUR1:VOLT {E};:SOUR1:PULS:DEL {E};:SOUR1:PULS:WIDT 5.000000e-05;"
+            f":SENS1:CURR:PROT 1.000000e-04;:SOUR1:VOLT:MODE LIST;:SOUR1:LIST:VOLT {peaks};"
+            f":SOUR2:FUNC:SHAP DC;:SOUR2:VOLT:MODE LIST;:SOUR2:LIST:VOLT {gates};"
+            + trig(1, n, period, "5.000000e-04", "5.000000e-04", True) + ";"
+            + trig(2, n, period, "5.000000e-04", "5.000000e-04", False)
+            + ";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2);*WAI")
 
 
 def _read_msg(n, gate=True):
@@ -94,7 +98,7 @@ def _read_msg(n, gate=True):
     msg += ";" + trig(1, n, period, E, "5.000000e-04", True)
     if gate:
         msg += ";" + trig(2, n, period, E, "5.000000e-04", False)
-    return msg + (";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2)" if gate else ";:OUTP1 ON;:INIT (@1)")
+    return msg + (";:OUTP1 ON;:OUTP2 ON;:INIT (@1,2);*WAI" if gate else ";:OUTP1 ON;:INIT (@1);*WAI")
 
 
 def test_measure_list_is_one_round_trip_with_per_point_status():
@@ -114,6 +118,35 @@ def test_a_point_that_clamped_mid_list_is_caught_from_its_status():
     script[-1:] = []
     with expected_protocol(B2900, script, LIMITS) as smu:
         assert smu.measure_list(3, 0.1, 1e-3, 1e-4, gate=2.5, allow_trip=True)[1] == 1e-4
+
+
+@pytest.mark.parametrize("word", [2, 4, 6])
+def test_compliance_is_read_from_status_bits_1_and_2(word):
+    """Manual: B2900 SCPI Command Reference Ed. 2, p. 1-14, Table 1-2 -- the compliance
+    condition is bits 1-2 (2, 4 or 6). The old driver tested bit 3 (8) and missed it."""
+    script = INIT + [(_read_msg(2), None), (FETCH, block([1e-6, 1e-4], [0, word])), (":OUTP1 OFF;:OUTP2 OFF", None)]
+    with pytest.raises(ComplianceTrip, match="point 1"):
+        with expected_protocol(B2900, script, LIMITS) as smu:
+            smu.measure_list(2, 0.1, 1e-3, 1e-4, gate=2.5)
+
+
+@pytest.mark.parametrize("word", [8, 16, 32])
+def test_over_voltage_current_temperature_bits_are_faults_not_compliance(word):
+    """Bit 3 (8) is over voltage, bit 4 (16) over current, bit 5 (32) high temperature (Table 1-2):
+    the run stops with outputs off, and it is not reported as a compliance trip."""
+    script = INIT + [(_read_msg(2), None), (FETCH, block([1e-6, 1e-6], [0, word])), (":OUTP1 OFF;:OUTP2 OFF", None)]
+    with pytest.raises(InstrumentError, match="status") as err:
+        with expected_protocol(B2900, script, LIMITS) as smu:
+            smu.measure_list(2, 0.1, 1e-3, 1e-4, gate=2.5, allow_trip=True)
+    assert not isinstance(err.value, ComplianceTrip)
+
+
+def test_trigger_interval_minimum_follows_the_model():
+    """B2900A data sheet p. 17: trigger interval 20 us (B2901A/B2902A), 10 us (B2911A/B2912A)."""
+    from drivers.instruments.b2900 import MODELS
+
+    assert MODELS["B2901A"].min_timer == MODELS["B2902A"].min_timer == 20e-6
+    assert MODELS["B2911A"].min_timer == MODELS["B2912A"].min_timer == 10e-6
 
 
 def test_error_count_reads_queue_raises_and_switches_off():
@@ -231,3 +264,10 @@ def test_bad_channel_configuration():
         B2900(ExpectedTransport([]), LIMITS, bitline_channel=2, gate_channel=2)
     with pytest.raises(SafetyLimitError):
         B2900(ExpectedTransport([]), LIMITS, bitline_channel=True)
+
+
+def test_pulse_and_read_is_one_round_trip():
+    script = INIT + [(_pulse_msg("2.000000e+00", "1.000000e+00", 1), None), (_read_msg(1), None), (FETCH, block([2e-6]))]
+    with expected_protocol(B2900, script, LIMITS) as smu:
+        assert smu.pulse_and_read(2.0, 1.0, 50e-6, 1e-4, 0.1, 2.5, 1e-3, 1e-4) == 2e-6
+        assert smu.transport.traffic.queries == 2 + 1

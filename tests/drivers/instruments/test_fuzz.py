@@ -54,12 +54,15 @@ class RecordingTransport(Transport):
         pass
 
 
+FETCH_POINTS = [1]  # points a bare fetch_currents(n) asks for
+
+
 def b2900_replies(text: str, sent: list[str]) -> bytes:
     if text == "*IDN?":
         return b"Keysight Technologies,B2902A,0,0\n"
     if text.startswith(":FETC:ARR?"):
-        counts = re.findall(r":TRIG1:COUN (\d+)", ";".join(sent))
-        n = int(counts[-1]) if counts else 1
+        counts = re.findall(r":TRIG1:COUN (\d+)", sent[-2]) if len(sent) > 1 else []
+        n = int(counts[-1]) if counts else FETCH_POINTS[0]
         return make_block(struct.pack(f"<{2 * n}d", *([1e-6, 0.0] * n))) + b";+0\n"
     if text.startswith("*OPC?"):
         return b"1;+0\n"
@@ -147,31 +150,55 @@ def _call(driver, name, args, kw):
     return True
 
 
+# Legal arguments; each test call then corrupts at most one of them, so that both legal calls
+# (checked on the wire) and every single-argument violation (refused, nothing sent) happen.
+v_pulse = st.floats(-4.0, 4.0)
+v_read = st.floats(-0.3, 0.3)
+v_dc = st.floats(0.0, 0.3)  # legal on the bit line and on the gate
+v_gate = st.floats(0.0, 3.0)
+v_gate_opt = st.one_of(st.none(), v_gate)
+comp = st.floats(1e-9, 1e-3)
+width_b29 = st.floats(5e-5, 2e-3)
+width_b15 = st.floats(5e-4, 2e-3)
+aperture = st.floats(4e-4, 19.4e-3)
+count = st.integers(1, 40)
+chan = st.sampled_from([1, 2])
+volt_list = st.lists(v_pulse, min_size=1, max_size=5)
+bad = st.one_of(weird, st.floats(-20.0, 20.0), st.sampled_from([1e-7, 4.9e-5, 4.9e-4, 2.1e-3, 0.31, 3.01, 4.01, -1e-9, 0, 2.5, 3000, []]))
+
 B2900_METHODS = {
-    "pulse": st.tuples(weird, weird, weird),
-    "pulse_list": st.tuples(lists, weird, weird),
-    "measure_list": st.tuples(weird, weird, weird, weird),
-    "spot_current": st.tuples(weird, weird, weird),
-    "set_compliance": st.tuples(channels, weird),
-    "source_voltage": st.tuples(channels, weird),
-    "output": st.tuples(channels, weird),
-    "pulse_one": st.tuples(weird, weird, weird, weird),
-    "read_one": st.tuples(weird, weird, weird, weird),
-    "fetch_currents": st.tuples(weird),
+    "pulse": st.tuples(v_pulse, width_b29, comp, v_read),
+    "pulse_list": st.tuples(volt_list, width_b29, comp, st.none(), v_read),
+    "measure_list": st.tuples(count, v_read, aperture, comp, v_gate_opt),
+    "spot_current": st.tuples(v_read, aperture, comp),
+    "set_compliance": st.tuples(chan, comp),
+    "source_voltage": st.tuples(chan, v_dc),
+    "output": st.tuples(chan, st.booleans()),
+    "pulse_one": st.tuples(v_pulse, v_gate_opt, width_b29, comp),
+    "read_one": st.tuples(v_read, v_gate_opt, aperture, comp),
+    "fetch_currents": st.tuples(count),
+    "wait_idle": st.just(()),
 }
 B1500_METHODS = {
-    "enable": st.lists(channels, max_size=3).map(tuple),
-    "disable": st.lists(channels, max_size=3).map(tuple),
-    "force_voltage": st.tuples(channels, weird, weird),
-    "force_current": st.tuples(channels, weird, weird),
-    "spot_current": st.tuples(channels),
-    "spot_voltage": st.tuples(channels),
-    "staircase_sweep": st.tuples(weird, weird, weird, weird, weird, weird),
-    "pulsed_spot": st.tuples(weird, weird, weird, weird, weird, weird),
-    "pulse_one": st.tuples(weird, weird, weird, weird),
-    "read_one": st.tuples(weird, weird, weird, weird),
-    "pulse_and_read": st.tuples(weird, weird, weird, weird, weird, weird, weird, weird),
+    "enable": st.lists(chan, min_size=1, max_size=2).map(tuple),
+    "disable": st.lists(chan, max_size=2).map(tuple),
+    "force_voltage": st.tuples(chan, v_dc, comp),
+    "force_current": st.tuples(chan, comp, v_dc),
+    "spot_current": st.tuples(chan),
+    "spot_voltage": st.tuples(chan),
+    "staircase_sweep": st.tuples(v_read, v_read, count, comp, st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
+    "pulsed_spot": st.tuples(v_pulse, width_b15, comp, v_read, st.floats(0.0, 1.0), st.none()),
+    "pulse_one": st.tuples(v_pulse, v_gate_opt, width_b15, comp),
+    "read_one": st.tuples(v_read, v_gate_opt, aperture, comp),
+    "pulse_and_read": st.tuples(v_pulse, v_gate_opt, width_b15, comp, v_read, v_gate_opt, aperture, comp),
 }
+
+
+def _draw_args(data, strategy) -> tuple:  # type: ignore[no-untyped-def]
+    args = list(data.draw(strategy))
+    if args and data.draw(st.booleans()):
+        args[data.draw(st.integers(0, len(args) - 1))] = data.draw(bad)
+    return tuple(args)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -180,7 +207,9 @@ def test_b2900_never_sends_an_illegal_value(data, name):
     t = RecordingTransport(b2900_replies)
     smu = B2900(t, LIMITS)
     before = len(t.sent)
-    args = data.draw(B2900_METHODS[name])
+    args = _draw_args(data, B2900_METHODS[name])
+    if name == "fetch_currents":
+        FETCH_POINTS[0] = args[0] if isinstance(args[0], int) and not isinstance(args[0], bool) and args[0] > 0 else 1
     ok = _call(smu, name, args, {})
     new = t.sent[before:]
     if not ok:
@@ -195,8 +224,62 @@ def test_b1500_never_sends_an_illegal_value(data, name):
     t = RecordingTransport(b1500_replies)
     b = B1500(t, LIMITS)
     t.sent.clear()
-    args = data.draw(B1500_METHODS[name])
+    args = _draw_args(data, B1500_METHODS[name])
     ok = _call(b, name, args, {})
     if not ok:
         assert all(m == "DZ;CL" for m in t.sent), t.sent
     _check_b1500(t.sent)
+
+
+# ---------------------------------------------------------------------------------- routers
+from drivers.instruments.array_board import ArrayBoard  # noqa: E402
+from drivers.instruments.switch_matrix import MatrixWiring, SwitchMatrix  # noqa: E402
+from drivers.sim.instruments.array_board import SimArrayBoard  # noqa: E402
+from drivers.sim.instruments.switch_matrix import SimSwitchMatrix  # noqa: E402
+from drivers.transport import SimTransport  # noqa: E402
+
+cell = st.integers(0, 7)
+ROUTER_METHODS = {
+    "select": st.tuples(cell, cell),
+    "release": st.just(()),
+    "set_gate": st.tuples(v_gate),
+    "load_cells": st.tuples(st.lists(cell, min_size=1, max_size=4), st.lists(cell, min_size=1, max_size=4)),
+    "trigger": st.tuples(st.integers(1, 3)),
+    "status": st.just(()),
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), name=st.sampled_from(sorted(ROUTER_METHODS)))
+def test_array_board_never_sends_an_illegal_value(data, name):
+    t = SimTransport(SimArrayBoard(None, (8, 8)))
+    board = ArrayBoard(t, LIMITS)
+    t.traffic.clear()
+    args = _draw_args(data, ROUTER_METHODS[name])
+    if name == "trigger":
+        board.load_cells([0, 1], [0, 1])
+        t.traffic.clear()
+    if not _call(board, name, args, {}):
+        assert t.traffic.entries == []
+    for e in t.traffic.entries:
+        if e.direction == ">":
+            text = e.data.decode()
+            _numbers_ok([text.split("*")[0]])
+            for code in re.findall(r"^DAC (\S+)\*", text):
+                assert 0 <= int(code) <= round(LIMITS.max_v_gate / 5.0 * 65535)
+            for r, c in re.findall(r"^SEL (\S+) (\S+)\*", text):
+                assert 0 <= int(r) < 8 and 0 <= int(c) < 8
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_switch_matrix_never_sends_an_illegal_route(data):
+    t = SimTransport(SimSwitchMatrix(None, MatrixWiring()))
+    m = SwitchMatrix(t, MatrixWiring(), (8, 8))
+    t.traffic.clear()
+    args = _draw_args(data, ROUTER_METHODS["select"])
+    if not _call(m, "select", args, {}):
+        assert t.traffic.entries == []
+    for e in t.traffic.entries:
+        for code in re.findall(r"\d{5}", e.data.decode()):
+            assert 1 <= int(code[1:3]) <= 3 and 1 <= int(code[3:]) <= 24

@@ -1,0 +1,469 @@
+"""The SiOx continual-learning experiment: CNN filters in RRAM, the overlay in the loop, STDP with SFA.
+
+System of Muñoz-Martín, Bianchi et al., "A SiOx RRAM-based hardware with spike frequency
+adaptation for power-saving continual learning in CNNs" (Figs. 3-4): 64 filters of 20x20,
+trained on ``10 - k`` classes (:mod:`hil.learning.filters`), are programmed into a simulated SiOx
+array (bit-sliced, :mod:`hil.bitslice`); every convolution step is an MVM of that array; its
+outputs, quantised to the overlay's Q3.12 input, go through the max-pool + V_REF overlay by its
+driver (:mod:`drivers.overlay.driver`); the binary feature maps of **all ten** classes drive the
+STDP block on a second SiOx array (:mod:`hil.learning.stdp`), online, one image after another.
+
+Stages (a checkpoint after each): ``filters`` (train on the trained classes, program),
+``features`` (feature maps of the training stream, the validation split and the test set through
+array and overlay), ``stdp`` (online learning over the stream), ``evaluate`` (neuron labels from
+the training stream; validation and test accuracy, once), and, if ``[retrain] enabled``,
+``retrain`` (feature filters whose bit almost never (or always) appears over the stream are
+re-trained from the patterns the classification neurons clustered, only their cells are
+re-programmed, and the STDP block is evaluated again).
+
+MVM output quantisation (stated): the filter current ``Y`` (A) of each convolution step is
+converted by a transimpedance ``R_f`` to a voltage and rounded to the IP's signed 16-bit Q3.12
+code (LSB 2**-12 V, range [-8 V, 8 V)), saturating at the range ends (counted). ``R_f`` maps
+``full_scale`` weight units of response (measured ``dG``) to 8 V. V_REF of each filter is written
+through the driver in the same code: ``round(vref * v_read * dG * R_f / LSB)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration.table import default_table
+from drivers.array import CrossbarArray
+from drivers.overlay.driver import MaxPoolOverlay, NumpyOverlay
+from drivers.overlay.reference import CODE_MAX, CODE_MIN, FixedPoint, Geometry
+from drivers.sim_array import SimArray
+from hil.bitslice import SCHEMES, BitSlicedFilters
+from hil.datasets import load_dataset
+from hil.datasets.noisy import holdout_split, noisy
+from hil.experiments import registry
+from hil.experiments.runner import Experiment, StageContext
+from hil.experiments.schema import ConfigError, bad, build, check_bool, check_choice, check_number
+from hil.learning import filters as flt
+from hil.learning.stdp import STDPBlock, STDPParams, assign_labels, predict
+from hil.store import RunReader
+
+log = logging.getLogger(__name__)
+
+OVERLAY_BACKENDS = ("twin", "sim-device", "board")
+
+
+# ---------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class DataCfg:
+    name: str = "mnist"
+    source: str = "bundled"
+    data_dir: str = ""
+    noise: float = 0.0             # fraction of random pixels (noisy MNIST: 0.2)
+    validation: float = 0.1        # fraction of the training set held out (stratified, seeded)
+    train_limit: int = 0           # 0 = all
+    test_limit: int = 0
+
+
+@dataclass(frozen=True)
+class FilterCfg:
+    kind: str = "joint"            # "joint" (STE) or "paper" (CFs + FFs)
+    untrained: int = 0             # k: classes 10-k .. 9 are not trained
+    bits: int = 4
+    pool: int = 9                  # 9 = global pool (64 bits)
+    epochs: int = 3
+    lr: float = 0.01
+    noise_aware: float = 0.0       # fraction of training images given the dataset's pixel noise
+    scheme: str = "offset"
+    i_c: float = 60e-6
+    v_stop: float = -2.8
+    tolerance: float = 0.05
+    max_pulses: int = 60
+
+
+@dataclass(frozen=True)
+class OverlayCfg:
+    backend: str = "twin"
+    bitstream: str = ""
+    full_scale: float = 128.0      # weight units of response mapped to +8 V
+
+
+@dataclass(frozen=True)
+class STDPCfg(STDPParams):
+    """The STDP block's settings (:class:`~hil.learning.stdp.STDPParams`) plus the stream."""
+
+    epochs: int = 1
+    stream: str = "shuffled"       # or "incremental": classes appear one after another
+
+
+@dataclass(frozen=True)
+class RetrainCfg:
+    enabled: bool = False
+    rate: float = 0.02             # a filter whose bit appears in < rate (or > 1 - rate) of the stream is neglected
+    epochs: int = 2
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    name: str = "continual-stdp"
+    seed: int = 0
+    out: str = "continual-stdp.h5"
+    overwrite: bool = False
+    dataset: DataCfg = field(default_factory=DataCfg)
+    filters: FilterCfg = field(default_factory=FilterCfg)
+    overlay: OverlayCfg = field(default_factory=OverlayCfg)
+    stdp: STDPCfg = field(default_factory=STDPCfg)
+    retrain: RetrainCfg = field(default_factory=RetrainCfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
+    """Range checks; ConfigError names field, value and allowed range."""
+    check_number("seed", cfg.seed, 0, 2**31 - 1, integer=True)
+    if not isinstance(cfg.out, str) or not cfg.out:
+        raise bad("out", cfg.out, "a file path ending in .h5")
+    check_bool("overwrite", cfg.overwrite)
+    d, f, o, s, r = cfg.dataset, cfg.filters, cfg.overlay, cfg.stdp, cfg.retrain
+    check_choice("dataset.name", d.name, ("mnist", "fashion-mnist"))
+    check_choice("dataset.source", d.source, ("auto", "full", "bundled"))
+    check_number("dataset.noise", d.noise, 0.0, 1.0)
+    check_number("dataset.validation", d.validation, 0.0, 0.5, lo_open=True)
+    check_number("dataset.train_limit", d.train_limit, 0, 10**7, integer=True)
+    check_number("dataset.test_limit", d.test_limit, 0, 10**7, integer=True)
+    check_choice("filters.kind", f.kind, ("joint", "paper"))
+    check_number("filters.untrained", f.untrained, 0, 9, integer=True)
+    check_number("filters.bits", f.bits, 1, 8, integer=True)
+    check_number("filters.pool", f.pool, 1, 9, integer=True)
+    if f.kind == "paper" and f.pool != 9:
+        raise bad("filters.pool", f.pool, "9 (the paper's CF + FF bank uses the global pool)")
+    check_number("filters.epochs", f.epochs, 1, 100, integer=True)
+    check_number("filters.lr", f.lr, 0.0, 1.0, lo_open=True)
+    check_number("filters.noise_aware", f.noise_aware, 0.0, 1.0)
+    check_choice("filters.scheme", f.scheme, SCHEMES)
+    check_number("filters.i_c", f.i_c, 10.5e-6, 113e-6)
+    check_number("filters.v_stop", f.v_stop, -3.5, -0.5)
+    check_number("filters.tolerance", f.tolerance, 0.0, 0.5, lo_open=True)
+    check_number("filters.max_pulses", f.max_pulses, 1, 1000, integer=True)
+    check_choice("overlay.backend", o.backend, OVERLAY_BACKENDS)
+    if o.backend == "board" and not o.bitstream:
+        raise bad("overlay.bitstream", o.bitstream, "the path of maxpool_thresh.bit (required with backend = \"board\")")
+    check_number("overlay.full_scale", o.full_scale, 1.0, 400.0)
+    check_number("stdp.n_neurons", s.n_neurons, 1, 1000, integer=True)
+    check_number("stdp.vth0", s.vth0, 0.0, 1000.0, lo_open=True)
+    check_bool("stdp.sfa", s.sfa)
+    check_number("stdp.sfa_gain", s.sfa_gain, 0.0, 1000.0)
+    check_number("stdp.p_noise", s.p_noise, 0.0, 1.0)
+    check_number("stdp.v_gate_ltp", s.v_gate_ltp, 0.75, 1.4)
+    check_number("stdp.v_gate_sfa", s.v_gate_sfa, 0.75, 1.4)
+    check_number("stdp.v_pulse_ltp", s.v_pulse_ltp, 0.5, 3.0)
+    check_number("stdp.v_pulse_sfa", s.v_pulse_sfa, 0.5, 3.0)
+    check_number("stdp.v_stop_ltd", s.v_stop_ltd, -3.5, -0.3)
+    for name in ("width_ltp", "width_ltd", "width_sfa"):
+        check_number(f"stdp.{name}", getattr(s, name), 1e-9, 1e-3)
+    check_number("stdp.v_stop_init", s.v_stop_init, -3.5, -0.3)
+    if len(s.init_gate) != 2 or not 0.75 <= s.init_gate[0] <= s.init_gate[1] <= 1.4:
+        raise bad("stdp.init_gate", list(s.init_gate), "[low, high] gate voltages with 0.75 <= low <= high <= 1.4 V")
+    check_number("stdp.epochs", s.epochs, 1, 20, integer=True)
+    check_choice("stdp.stream", s.stream, ("shuffled", "incremental"))
+    check_bool("retrain.enabled", r.enabled)
+    check_number("retrain.rate", r.rate, 0.0, 0.5)
+    check_number("retrain.epochs", r.epochs, 1, 100, integer=True)
+    return cfg
+
+
+# ---------------------------------------------------------------------------- the experiment
+@registry.register
+class ContinualSTDPExperiment(Experiment):
+    """One continual-learning run (see the module docstring)."""
+
+    name = "continual-stdp"
+    config_type = ContinualConfig
+
+    @classmethod
+    def parse_config(cls, data: dict[str, Any], base_dir: Path | None = None) -> ContinualConfig:
+        cfg = build(ContinualConfig, data)
+        return validate(cfg, base_dir)
+
+    def __init__(self, cfg: ContinualConfig, *, arrays: dict[str, CrossbarArray] | None = None) -> None:
+        self.cfg = cfg
+        d, f = cfg.dataset, cfg.filters
+        ds = load_dataset(d.name, d.data_dir or None, d.source)
+        if d.noise > 0:
+            ds = noisy(ds, d.noise, cfg.seed)
+        x_tr, y_tr = ds.x_train, ds.y_train.astype(np.int64)
+        if d.train_limit:
+            x_tr, y_tr = x_tr[: d.train_limit], y_tr[: d.train_limit]
+        tr, va = holdout_split(y_tr, d.validation, cfg.seed)
+        self.x_train, self.y_train = x_tr[tr], y_tr[tr]
+        self.x_val, self.y_val = x_tr[va], y_tr[va]
+        self.x_test, self.y_test = ds.x_test, ds.y_test.astype(np.int64)
+        if d.test_limit:
+            self.x_test, self.y_test = self.x_test[: d.test_limit], self.y_test[: d.test_limit]
+        self.trained = tuple(range(10 - f.untrained))
+        self.layout = BitSlicedFilters(400, flt.N_FILTERS, f.bits, f.scheme, f.i_c, f.v_stop, f.tolerance, f.max_pulses)
+        self.windows = flt.pool_windows(f.pool)
+        self.n_bits = self.windows.shape[0] * flt.N_FILTERS
+        s = cfg.stdp
+        self.stdp_params = STDPParams(**{k.name: getattr(s, k.name) for k in fields(STDPParams)})
+        if arrays is None:
+            arrays = {"filters": SimArray(self.layout.shape, "siox", seed=cfg.seed * 1000 + 1),
+                      "stdp": SimArray((self.n_bits + 2, s.n_neurons), "siox", seed=cfg.seed * 1000 + 2)}
+        for key, shape in (("filters", self.layout.shape), ("stdp", (self.n_bits + 2, s.n_neurons))):
+            if key not in arrays or arrays[key].shape != shape:
+                raise ConfigError(f"arrays[{key!r}] must be a CrossbarArray of shape {shape}")
+        self._arrays = arrays
+        self.table = default_table("siox")
+        self.block = STDPBlock(arrays["stdp"], self.n_bits, self.stdp_params, seed=cfg.seed)
+        self.overlay = self._open_overlay()
+        self.bank: flt.FilterBank | None = None
+        self.features: dict[str, np.ndarray] = {}
+        self.results: dict[str, float] = {}
+        self.order = self._stream_order()
+        self.saturated = 0
+        self.wall = 0.0
+
+    # ------------------------------------------------------------------ plumbing
+    def _open_overlay(self):
+        o = self.cfg.overlay
+        if o.backend == "twin":
+            return NumpyOverlay()
+        if o.backend == "sim-device":
+            from drivers.overlay.sim_hwh import write_overlay_files
+            from drivers.sim.pynq_device import SimPynqDevice
+
+            self._overlay_dir = tempfile.TemporaryDirectory(prefix="hil-overlay-")
+            return MaxPoolOverlay(str(write_overlay_files(self._overlay_dir.name)), device=SimPynqDevice())
+        return MaxPoolOverlay(o.bitstream)
+
+    def _stream_order(self) -> np.ndarray:
+        rng = np.random.default_rng([self.cfg.seed, 3])
+        n = len(self.y_train)
+        orders = []
+        for _ in range(self.cfg.stdp.epochs):
+            if self.cfg.stdp.stream == "shuffled":
+                orders.append(rng.permutation(n))
+            else:  # trained classes mixed first, then each untrained class joins the mix in turn
+                seq = [np.flatnonzero(np.isin(self.y_train, self.trained))]
+                for c in range(10 - self.cfg.filters.untrained, 10):
+                    seq.append(np.flatnonzero(self.y_train == c))
+                orders.append(np.concatenate([rng.permutation(s) for s in seq]))
+        return np.concatenate(orders)
+
+    def arrays(self) -> dict[str, CrossbarArray]:
+        return self._arrays
+
+    def stages(self) -> list[str]:
+        names = ["filters", "features", "stdp", "evaluate"]
+        return names + (["retrain"] if self.cfg.retrain.enabled else [])
+
+    def stage_work(self, i: int) -> int:
+        return {0: 1, 1: len(self.x_train) + len(self.x_val) + len(self.x_test), 2: len(self.order), 3: 1, 4: 1}[i]
+
+    # ------------------------------------------------------------------ filters and feature maps
+    def _train_bank(self, x: np.ndarray, y: np.ndarray, classes: tuple[int, ...], n_filters: int, epochs: int,
+                    seed: int) -> flt.FilterBank:
+        f, d = self.cfg.filters, self.cfg.dataset
+        kw = dict(bits=f.bits, epochs=epochs, seed=seed, noise_fraction=d.noise if f.noise_aware else 0.0,
+                  fraction_noisy=f.noise_aware)
+        if f.kind == "paper" and n_filters == flt.N_FILTERS:
+            return flt.paper_filters(x, y, classes, n_filters=n_filters, **kw)
+        return flt.train_joint_filters(x, y, classes, n_filters=n_filters, pool=f.pool, lr=f.lr, **kw)
+
+    def _conversion(self) -> tuple[float, np.ndarray]:
+        """(R_f in ohm, V_REF codes (64,)) for the programmed array's measured dG."""
+        fp = FixedPoint()
+        v_read = self._arrays["filters"].technology.v_read
+        r_f = fp.v_max / (self.cfg.overlay.full_scale * v_read * self.layout.d_g)
+        vref = np.clip(np.rint(self.bank.vref * v_read * self.layout.d_g * r_f / fp.lsb_volts), CODE_MIN, CODE_MAX)
+        return r_f, vref.astype(np.int16)
+
+    def configure_overlay(self) -> None:
+        _, vref = self._conversion()
+        p = self.cfg.filters.pool
+        self.geometry = Geometry(flt.POSITIONS, flt.POSITIONS, flt.N_FILTERS, pool_h=p, pool_w=p)
+        self.overlay.configure(vref, self.geometry)
+
+    def feature_maps(self, images: np.ndarray, ctx: StageContext | None = None, chunk: int = 100) -> np.ndarray:
+        """Binary feature maps (n, n_bits) through the filter array's MVM and the overlay."""
+        fp = FixedPoint()
+        r_f, _ = self._conversion()
+        out = np.empty((len(images), self.n_bits), dtype=bool)
+        for s in range(0, len(images), chunk):
+            p = flt.patches(images[s:s + chunk], np.float64)
+            y = self.layout.responses(self._arrays["filters"], p.reshape(-1, p.shape[-1]))
+            codes = np.rint(y * r_f / fp.lsb_volts)
+            self.saturated += int(np.count_nonzero((codes < CODE_MIN) | (codes > CODE_MAX)))
+            frames = np.clip(codes, CODE_MIN, CODE_MAX).astype(np.int16).reshape(len(p), flt.POSITIONS, flt.POSITIONS, -1)
+            out[s:s + len(p)] = self.overlay.process(frames).reshape(len(p), -1)
+            if ctx is not None:
+                ctx.advance(len(p))
+        return out
+
+    # ------------------------------------------------------------------ stages
+    def run_stage(self, i: int, ctx: StageContext) -> None:
+        t0 = time.perf_counter()
+        [self._stage_filters, self._stage_features, self._stage_stdp, self._stage_evaluate, self._stage_retrain][i](ctx)
+        self.wall += time.perf_counter() - t0
+
+    def _stage_filters(self, ctx: StageContext) -> None:
+        f = self.cfg.filters
+        self.bank = self._train_bank(self.x_train, self.y_train, self.trained, flt.N_FILTERS, f.epochs, self.cfg.seed)
+        summary = self.layout.program(self._arrays["filters"], self.bank.codes(), self.table)
+        for k, v in summary.items():
+            ctx.metric(f"program.{k}", float(v), step=0)
+        # software reference of the trained bank on the validation split (for Fig. 5 / Fig. 6)
+        ctx.metric("filters.defects", float(getattr(self.layout, "n_defects", 0)))
+        self.block.initialise()
+        self.configure_overlay()
+        ctx.advance(1)
+
+    def _stage_features(self, ctx: StageContext) -> None:
+        for split, x in (("train", self.x_train), ("val", self.x_val), ("test", self.x_test)):
+            self.features[split] = self.feature_maps(x, ctx)
+        ctx.metric("features.saturated_codes", float(self.saturated))
+        # Fig. 12: appearance rate of every filter's bit over the training stream
+        rate = self.features["train"].reshape(len(self.x_train), -1, flt.N_FILTERS).any(axis=1).mean(axis=0)
+        for j, r in enumerate(rate):
+            ctx.metric("appearance_rate", float(r), step=j)
+        acc = self._software_readout()
+        ctx.metric("features.readout_val_accuracy", acc, step=0)
+
+    def _software_readout(self) -> float:
+        """Nearest-class-mean accuracy of the hardware feature maps on the validation split (a check only)."""
+        ftr, fva = self.features["train"].astype(np.float32), self.features["val"].astype(np.float32)
+        means = np.stack([ftr[self.y_train == c].mean(axis=0) if np.any(self.y_train == c) else np.zeros(ftr.shape[1])
+                          for c in range(10)])
+        pred = np.argmin(((fva[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+        return float(np.mean(pred == self.y_val)) if len(pred) else math.nan
+
+    def _stage_stdp(self, ctx: StageContext) -> None:
+        feats, block = self.features["train"], self.block
+        window, fired = 200, 0
+        for n, idx in enumerate(self.order, 1):
+            fired += block.present(feats[idx], learn=True) >= 0
+            if n % window == 0:
+                rate = fired / window
+                ctx.metric("stdp.spike_rate", rate, step=n)
+                ctx.metric("stdp.class_of_stream", float(self.y_train[idx]), step=n)
+                ctx.postfix({"spike rate": rate, "firings": block.counts["firings"]})
+                ctx.advance(window)
+                fired = 0
+        ctx.advance(len(self.order) % window)
+        for k, v in block.counts.items():
+            ctx.metric(f"stdp.{k}", float(v), step=len(self.order))
+        for k, v in block.energy.items():
+            ctx.metric(f"energy.{k}_J", v, step=len(self.order))
+
+    def _accuracies(self, prefix: str) -> dict[str, float]:
+        win_tr = self.block.winners(self.features["train"])
+        labels = assign_labels(win_tr, self.y_train, self.stdp_params.n_neurons)
+        out: dict[str, float] = {}
+        for split, y in (("val", self.y_val), ("test", self.y_test)):
+            pred = predict(self.block.winners(self.features[split]), labels)
+            ok = pred == y
+            untrained = ~np.isin(y, self.trained)
+            out[f"{prefix}{split}_accuracy"] = float(ok.mean())
+            out[f"{prefix}{split}_accuracy_trained"] = float(ok[~untrained].mean()) if np.any(~untrained) else math.nan
+            out[f"{prefix}{split}_accuracy_untrained"] = float(ok[untrained].mean()) if np.any(untrained) else math.nan
+        self.neuron_labels = labels
+        return out
+
+    def _stage_evaluate(self, ctx: StageContext) -> None:
+        res = self._accuracies("")
+        self.results.update(res)
+        for k, v in res.items():
+            ctx.metric(k, v)
+        ctx.postfix({"test acc": res["test_accuracy"]})
+        ctx.advance(1)
+
+    def _stage_retrain(self, ctx: StageContext) -> None:
+        """Re-train the neglected filters from the clusters of the classification neurons (Fig. 13-14)."""
+        r = self.cfg.retrain
+        rate = self.features["train"].reshape(len(self.x_train), -1, flt.N_FILTERS).any(axis=1).mean(axis=0)
+        neglected = np.flatnonzero((rate < r.rate) | (rate > 1 - r.rate))
+        ctx.metric("retrain.neglected", float(neglected.size))
+        if neglected.size:
+            clusters = predict(self.block.winners(self.features["train"]), self.neuron_labels)
+            keep = clusters >= 0
+            new = self._train_bank(self.x_train[keep], clusters[keep], tuple(range(10)), neglected.size, r.epochs,
+                                   self.cfg.seed + 7)
+            full = flt.FilterBank(self.bank.weights.copy(), self.bank.vref.copy(), self.bank.bits,
+                                  self.bank.kinds.copy(), self.bank.classes, self.bank.pool)
+            full.weights[:, neglected], full.vref[neglected] = new.weights, new.vref
+            full.kinds[neglected] = "retrained"
+            self.bank = full
+            codes = self.bank.codes()
+            self.layout.program(self._arrays["filters"], codes, self.table, filters=neglected)
+            self.configure_overlay()
+            for split, x in (("train", self.x_train), ("val", self.x_val), ("test", self.x_test)):
+                self.features[split] = self.feature_maps(x)
+        res = self._accuracies("retrained_")
+        self.results.update(res)
+        for k, v in res.items():
+            ctx.metric(k, v)
+        ctx.advance(1)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"results": self.results, "saturated": self.saturated, "wall": self.wall}
+        for name, a in self._arrays.items():
+            if isinstance(a, SimArray):
+                st, m = a.get_state()
+                arrays.update({f"{name}/{k}": v for k, v in st.items()})
+                meta[f"array/{name}"] = m
+        st, m = self.block.state()
+        arrays.update({f"block/{k}": v for k, v in st.items()})
+        meta["block"] = m
+        if self.bank is not None:
+            arrays.update({"bank/weights": self.bank.weights, "bank/vref": self.bank.vref,
+                           "bank/kinds": self.bank.kinds.astype("S16")})
+            meta["layout"] = {"g_on": self.layout.g_on, "d_g": self.layout.d_g,
+                              "g_off": getattr(self.layout, "_g_off_median", 0.0),
+                              "n_defects": getattr(self.layout, "n_defects", 0)}
+            if self.layout.correction is not None:
+                arrays["layout/correction"] = self.layout.correction
+        for k, v in self.features.items():
+            arrays[f"features/{k}"] = v
+        if hasattr(self, "neuron_labels"):
+            arrays["neuron_labels"] = self.neuron_labels
+        return arrays, meta
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        for name, a in self._arrays.items():
+            if isinstance(a, SimArray) and f"array/{name}" in meta:
+                a.set_state({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}/")},
+                            meta[f"array/{name}"])
+        self.block.load_state({k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("block/")}, meta["block"])
+        self.results, self.saturated, self.wall = dict(meta["results"]), int(meta["saturated"]), float(meta["wall"])
+        if "bank/weights" in arrays:
+            f = self.cfg.filters
+            self.bank = flt.FilterBank(np.asarray(arrays["bank/weights"]), np.asarray(arrays["bank/vref"]), f.bits,
+                                       np.asarray(arrays["bank/kinds"]).astype(str), self.trained, f.pool)
+            lay = meta["layout"]
+            self.layout.g_on, self.layout.d_g, self.layout._g_off_median = lay["g_on"], lay["d_g"], lay["g_off"]
+            self.layout.n_defects = lay["n_defects"]
+            if "layout/correction" in arrays:
+                self.layout.correction = np.asarray(arrays["layout/correction"])
+            self.configure_overlay()
+        self.features = {k.split("/", 1)[1]: np.asarray(v, bool) for k, v in arrays.items() if k.startswith("features/")}
+        if "neuron_labels" in arrays:
+            self.neuron_labels = np.asarray(arrays["neuron_labels"])
+
+    def summary(self) -> dict[str, float]:
+        out = dict(self.results)
+        out.update({f"stdp_{k}": float(v) for k, v in self.block.counts.items()})
+        out["energy_J"] = float(sum(self.block.energy[k] for k in sorted(self.block.energy)))
+        out["wall_time_s"] = self.wall
+        return out
+
+    @classmethod
+    def report(cls, reader: RunReader, out_dir: Path, stem: str) -> list[Path]:
+        from hil.experiments.continual_stdp_figures import draw
+
+        return draw(reader, Path(out_dir), stem)

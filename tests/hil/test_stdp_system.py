@@ -1,0 +1,215 @@
+"""The SiOx continual-learning system: filters in the array, overlay, STDP with SFA (seeded, small)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from calibration.table import default_table
+from drivers.overlay.driver import NumpyOverlay
+from drivers.overlay.reference import Geometry
+from drivers.sim.presets import get_preset
+from drivers.sim_array import SimArray
+from hil.bitslice import BitSlicedFilters
+from hil.datasets.cifar10 import RECORD, load_cifar10, to_filter_input
+from hil.datasets.idx import ChecksumError
+from hil.datasets.noisy import add_pixel_noise, holdout_split
+from hil.learning import filters as flt
+from hil.learning.stdp import STDPBlock, STDPParams
+
+
+def clean_siox() -> SimArray:
+    return get_preset("siox").physics
+
+
+def defect_free(shape, seed=1) -> SimArray:
+    phys = dataclasses.replace(get_preset("siox").physics, p_stuck_lrs=0.0, p_stuck_hrs=0.0)
+    return SimArray(shape, phys, seed=seed, technology=get_preset("siox").technology)
+
+
+# ---------------------------------------------------------------------------- filters in the array
+@pytest.mark.parametrize("scheme", ["offset", "differential"])
+def test_bitsliced_round_trip_within_read_noise(scheme: str) -> None:
+    rng = np.random.default_rng(0)
+    bs = BitSlicedFilters(100, 8, bits=4, scheme=scheme)
+    arr = defect_free(bs.shape)
+    codes = flt.weight_codes(rng.uniform(-1, 1, (100, 8)), 4)
+    bs.program(arr, codes, default_table("siox"))
+    x = (rng.random((300, 100)) < 0.3).astype(float)
+    got = bs.to_weight_units(bs.responses(arr, x), arr.technology.v_read)
+    want = x @ flt.code_weights(codes, 4)
+    # error budget: programming tolerance 5 % of G_on (+ read noise 1 %) over ~30 active cells
+    err = got - want
+    assert np.std(err) < 0.1 * np.std(want)
+    # and not the ideal weights: repeated MVMs differ (read noise per evaluation)
+    again = bs.to_weight_units(bs.responses(arr, x), arr.technology.v_read)
+    assert not np.array_equal(got, again)
+    # a wrong bit order would break it
+    wrong = x @ flt.code_weights(15 - codes, 4)
+    assert np.std(got - wrong) > 0.5 * np.std(want)
+
+
+def test_changing_conductances_changes_the_feature_map() -> None:
+    rng = np.random.default_rng(1)
+    bs = BitSlicedFilters(400, 4, bits=4, scheme="offset", defect_correction=False)
+    arr = defect_free(bs.shape)
+    codes = flt.weight_codes(rng.uniform(-1, 1, (400, 4)), 4)
+    bs.program(arr, codes, default_table("siox"))
+    images = rng.integers(0, 256, (20, 28, 28)).astype(np.uint8)
+    p = flt.patches(images, np.float64).reshape(-1, 400)
+    ov = NumpyOverlay()
+    g = Geometry(9, 9, 4, pool_h=9, pool_w=9)
+
+    def fmap() -> np.ndarray:
+        y = bs.to_weight_units(bs.responses(arr, p), arr.technology.v_read).reshape(20, 9, 9, 4)
+        vref = np.median(y.max(axis=(1, 2)), axis=0)
+        return ov_process(ov, g, y, vref)
+
+    before = fmap()
+    arr.reset_pulse(np.flatnonzero(bs.bit_pattern(codes)[:, 4 * 3:4 * 4].any(axis=1)) * bs.shape[1] + 15, v_stop=-3.0)
+    after = fmap()
+    assert not np.array_equal(before[..., 3], after[..., 3])
+
+
+def ov_process(ov, g, y, vref) -> np.ndarray:
+    ov.configure(np.rint(vref * 100).astype(np.int16), g)
+    return ov.process(np.rint(y * 100).astype(np.int16))
+
+
+def test_overlay_twin_and_sim_device_identical() -> None:
+    pytest.importorskip("pynq")
+    from drivers.overlay.driver import MaxPoolOverlay
+    from drivers.overlay.sim_hwh import write_overlay_files
+    from drivers.sim.pynq_device import SimPynqDevice
+    import tempfile
+
+    rng = np.random.default_rng(2)
+    frames = rng.integers(-2000, 2000, (7, 9, 9, 64)).astype(np.int16)
+    vref = rng.integers(0, 1500, 64).astype(np.int16)
+    g = Geometry(9, 9, 64, pool_h=3, pool_w=3)
+    twin = NumpyOverlay()
+    twin.configure(vref, g)
+    with tempfile.TemporaryDirectory() as d:
+        dev = MaxPoolOverlay(str(write_overlay_files(d)), device=SimPynqDevice())
+        dev.configure(vref, g)
+        np.testing.assert_array_equal(twin.process(frames), dev.process(frames))
+        dev.close()
+
+
+def test_quantise_levels_and_bits_range() -> None:
+    w = np.linspace(-1, 1, 2001)
+    for b in (1, 4, 8):
+        q = flt.quantise(w, b)
+        assert np.unique(q).size == 2**b
+    with pytest.raises(ValueError, match="bits"):
+        flt.quantise(w, 9)
+
+
+def test_joint_filters_train_on_trained_classes_only() -> None:
+    rng = np.random.default_rng(3)
+    # two synthetic classes: a bar at the top vs at the bottom; class 2 must never be seen
+    x = np.zeros((120, 28, 28), np.uint8)
+    y = np.repeat([0, 1, 2], 40)
+    x[y == 0, 2:6, :] = 255
+    x[y == 1, 22:26, :] = 255
+    x[y == 2] = 255
+    bank = flt.train_joint_filters(x, y, (0, 1), n_filters=4, epochs=20, seed=0, lr=0.05)
+    f = bank.feature_maps(x)
+    # the feature maps separate the two trained classes
+    assert not np.array_equal(f[y == 0].mean(0) > 0.5, f[y == 1].mean(0) > 0.5)
+    assert np.unique(bank.weights).size <= 16
+
+
+# ---------------------------------------------------------------------------- STDP with SFA
+def block(n_in=8, n=4, **kw) -> STDPBlock:
+    p = STDPParams(n_neurons=n, **kw)
+    b = STDPBlock(SimArray((n_in + 2, n), "siox", seed=5), n_in, p, seed=0)
+    b.initialise()
+    return b
+
+
+def test_firing_raises_threshold_through_sfa_device() -> None:
+    b = block(vth0=0.05, sfa_gain=10.0, p_noise=0.0)
+    bits = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    sfa_cells = 9 * 4 + np.arange(4)
+    g0 = b.array.conductance().reshape(-1)[sfa_cells]
+    w = b.present(bits)
+    assert w >= 0
+    g1 = b.array.conductance().reshape(-1)[sfa_cells]
+    others = np.arange(4) != w
+    assert g1[w] > 1.2 * g0[w] and np.allclose(g1[others], g0[others], rtol=0.01)  # relaxation only
+    assert b.vth[w] > 0.05 and np.all(b.vth[np.arange(4) != w] == 0.05)
+    off = block(vth0=0.05, sfa_gain=10.0, p_noise=0.0, sfa=False)
+    off.present(bits)
+    assert off.present(bits) >= 0 and np.all(off.vth == 0.05)
+
+
+def test_noise_depresses_background_not_pattern() -> None:
+    b = block(vth0=0.1, p_noise=1.0, sfa=False, v_stop_ltd=-1.4)
+    n = 4
+    # potentiate everything first, so depression is visible
+    b.array.set_pulse(np.arange(8 * n), v_gate=1.2, v_pulse=2.2)
+    g0 = b.array.conductance()[:8]
+    bits = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    w = b.present(bits)
+    g1 = b.array.conductance()[:8]
+    assert np.all(g1[4:, w] < 0.8 * g0[4:, w])          # background of the winner depressed
+    assert np.all(g1[:4, w] >= 0.99 * g0[:4, w])         # pattern never depressed (relaxation < 1 %)
+    others = np.arange(n) != w
+    np.testing.assert_allclose(g1[:, others], g0[:, others], rtol=0.01)
+
+
+def test_new_class_takes_its_own_neuron() -> None:
+    b = block(n_in=16, n=4, vth0=0.05, sfa_gain=1.0, p_noise=1.0, v_pulse_ltp=1.4, v_stop_ltd=-1.2)
+    a = np.zeros(16, bool)
+    a[:6] = True
+    c = np.zeros(16, bool)
+    c[10:16] = True
+    wins_a = [b.present(a) for _ in range(15)]
+    wa = max(set(wins_a) - {-1}, key=wins_a.count)
+    wins_c = [b.present(c) for _ in range(15)]
+    wc = max(set(wins_c) - {-1}, key=wins_c.count)
+    assert wa != wc
+    assert b.winners(np.stack([a, c]))[0] == wa
+
+
+# ---------------------------------------------------------------------------- datasets
+def test_pixel_noise_seeded_fraction() -> None:
+    x = np.zeros((5, 28, 28), np.uint8)
+    n1 = add_pixel_noise(x, 0.2, np.random.default_rng(0))
+    n2 = add_pixel_noise(x, 0.2, np.random.default_rng(0))
+    np.testing.assert_array_equal(n1, n2)
+    changed = (n1 != 0).reshape(5, -1).sum(1)
+    assert np.all(changed <= 157) and np.all(changed > 140)  # 157 pixels drawn, a few land on 0
+
+
+def test_holdout_split_stratified_disjoint() -> None:
+    y = np.repeat(np.arange(10), 50)
+    tr, va = holdout_split(y, 0.2, 0)
+    assert np.intersect1d(tr, va).size == 0 and tr.size + va.size == 500
+    assert np.all(np.bincount(y[va]) == 10)
+
+
+def test_cifar10_binary_loader(tmp_path) -> None:
+    import hashlib
+
+    rng = np.random.default_rng(0)
+    files = {}
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        rec = rng.integers(0, 256, (3, RECORD)).astype(np.uint8)
+        rec[:, 0] = rng.integers(0, 10, 3)
+        (tmp_path / name).write_bytes(rec.tobytes())
+        files[name] = rec
+    sums = {n: hashlib.sha256(r.tobytes()).hexdigest() for n, r in files.items()}
+    ds = load_cifar10(tmp_path, sums)
+    assert ds.x_train.shape == (15, 32, 32, 3) and ds.x_test.shape == (3, 32, 32, 3)
+    r = files["data_batch_1.bin"][0]
+    assert ds.y_train[0] == r[0] and ds.x_train[0, 0, 1, 2] == r[1 + 2048 + 1]  # blue plane, row 0, col 1
+    assert to_filter_input(ds.x_train).shape == (15, 28, 28)
+    bad = dict(sums, **{"test_batch.bin": "0" * 64})
+    with pytest.raises(ChecksumError):
+        load_cifar10(tmp_path, bad)
+    (tmp_path / "test_batch.bin").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="records"):
+        load_cifar10(tmp_path)
