@@ -129,7 +129,6 @@ def collect(bench: Any = None) -> dict[str, Any]:
         "hdf5": h5py.version.hdf5_version,
         "platform": platform.platform(),
         "host": socket.gethostname(),
-        "pid": os.getpid(),
         "blas": blas,
         "blas_threads": blas_threads[0] if len(blas_threads) == 1 else blas_threads,
     }

@@ -31,6 +31,8 @@ def test_shipped_examples_validate(tmp_path):
     from hil.experiments import registry
     for name in examples():
         path = ROOT / "examples" / f"{name}.toml"
+        if name.startswith("sweep-"):
+            continue
         if name.startswith("bench-"):
             load_bench(path)
         else:
