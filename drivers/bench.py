@@ -197,6 +197,14 @@ def _str(section: dict[str, Any], name: str, where: str, choices: tuple[str, ...
     return value
 
 
+def _table(data: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    """The optional table ``[name]`` of ``data`` ({} when absent); BenchConfigError if it is not a table."""
+    section = data.get(name, {})
+    if not isinstance(section, dict):
+        raise BenchConfigError(f"{where} = {section!r} is not allowed; allowed: a table ([{where}] with key = value lines)")
+    return section
+
+
 def _check_keys(section: dict[str, Any], where: str, allowed: set[str]) -> None:
     unknown = set(section) - allowed
     if unknown:
@@ -235,9 +243,7 @@ def _technology(section: dict[str, Any]) -> Technology:
     from drivers.sim.presets import PRESETS  # preset operating conditions (datasheet values)
 
     name = _str(section, "technology", "bench", tuple(PRESETS) + ("custom",))
-    tech_overrides = section.get("operating", {})
-    if not isinstance(tech_overrides, dict):
-        raise BenchConfigError("bench.operating must be a table")
+    tech_overrides = _table(section, "operating", "bench.operating")
     if name == "custom":
         base = None
     else:
@@ -288,7 +294,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         raise BenchConfigError(f"bench.shape = {shape!r} must be [rows, cols] with 1 <= rows, cols <= 1024")
     technology = _technology(bench)
 
-    limits_section = data.get("limits", {})
+    limits_section = _table(data, "limits", "limits")
     _check_keys(limits_section, "limits", {f.name for f in fields(SafetyLimits)})
     lim_ranges = {"max_v_pulse": (0.01, 20.0, "V"), "max_v_gate": (0.01, 10.0, "V"), "max_v_read": (0.001, 2.0, "V"),
                   "max_compliance": (1e-9, 0.1, "A"), "max_width": (1e-9, 10.0, "s"), "min_width": (1e-10, 1.0, "s")}
@@ -298,7 +304,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
         raise BenchConfigError(f"limits.min_width = {lim['min_width']:g} s exceeds limits.max_width = {lim['max_width']:g} s")
     limits = SafetyLimits(**lim)
 
-    timing_section = data.get("timing", {})
+    timing_section = _table(data, "timing", "timing")
     _check_keys(timing_section, "timing", {"aperture", "read_overhead", "pulse_overhead", "route_settle"})
     dt = BenchTiming()
     timing = BenchTiming(
@@ -313,7 +319,7 @@ def parse_bench(data: dict[str, Any], source: str = "") -> BenchConfig:
     pulser = parse_pulser(data.get("pulser"), smu.model, router.model, BenchConfigError, _num, _str, _check_keys)
     if pulser is not None and "pulse_overhead" not in timing_section:
         timing = replace(timing, pulse_overhead=pulser.pulse_overhead)  # the pulse source's timing model
-    sim_section = data.get("sim", {})
+    sim_section = _table(data, "sim", "sim")
     _check_keys(sim_section, "sim", {f.name for f in fields(SimConfig)})
     sim = SimConfig(
         physics=_str(sim_section, "physics", "sim", tuple(sorted(PRESETS)), technology.name if technology.name in PRESETS else "hfo2"),
@@ -389,12 +395,17 @@ def load_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = N
     """Read and validate a bench TOML file; ``overrides`` replace fields per section."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BenchConfigError(f"bench file {str(path)!r} not found") from None
+    except UnicodeDecodeError as exc:
+        raise BenchConfigError(f"bench file {str(path)!r} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchConfigError(f"bench file {str(path)!r} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise BenchConfigError(f"bench file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     for section, values in (overrides or {}).items():
+        _table(data, section, section)
         data.setdefault(section, {}).update(values)
     return parse_bench(data, str(path))
 
@@ -430,6 +441,9 @@ class BenchArray(CrossbarArray):
             instruments' own clock advances with their operations only, so devices do not
             relax during host-side waits, unlike :class:`~drivers.sim_array.SimArray`).
     """
+
+    #: the validated bench file the array was opened from (:meth:`from_config`), else None
+    bench_config: BenchConfig | None = None
 
     def __init__(
         self,
@@ -536,11 +550,13 @@ class BenchArray(CrossbarArray):
                     opened.append(pulser_t)
                 pulser = make_pulser(pc, config.limits, pulser_t)
                 opened.append(pulser)
-            return cls(
+            array = cls(
                 config.shape, config.technology, smu, router, config.limits, config.timing,
                 config.batch, config.read_compliance, config.pulse_compliance, config.v_gate_read, config.wait,
                 pulser, config.pulser,
             )
+            array.bench_config = config  # the validated bench file, recorded in run files (hil.provenance)
+            return array
         except BaseException:
             for inst in reversed(opened):
                 try:

@@ -55,7 +55,7 @@ import h5py
 import numpy as np
 
 from drivers.oplog import OP_DTYPE, VALUE_FIELDS, OpBatch, OpKind
-from hil import __version__
+from hil import __version__, provenance
 from hil.h5recover import clear_consistency_flags, consistency_flags, superblock_problem
 
 if TYPE_CHECKING:
@@ -259,6 +259,7 @@ class RunStore:
         instruments: dict[str, str] | None = None,
         overwrite: bool = False,
         flush_interval: float = 1.0,
+        bench: Any = None,
     ) -> RunStore:
         """Create a run file with its root attributes and empty tables, in SWMR mode.
 
@@ -281,6 +282,7 @@ class RunStore:
             "seed": -1 if seed is None else int(seed),
             "start_time": _now(),
             "status": "running",
+            "provenance": _json(provenance.collect(bench)),  # versions, BLAS, git, bench files (hil.provenance)
         }
         try:
             f = h5py.File(p, "w", libver=LIBVER)

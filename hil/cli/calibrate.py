@@ -26,7 +26,7 @@ from calibration.fit import fit
 from calibration.table import apply_levels, build_table
 from drivers.sim.presets import get_preset
 from drivers.sim_array import SimArray
-from hil.cli.common import add_backend_options, parse_shape
+from hil.cli.common import add_backend_options, check_run_out, parse_shape
 from hil.experiments.characterise import (
     CharacterisationPlan,
     characterise,
@@ -94,10 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if rows * cols < 64:
         raise ValueError(f"--shape {rows}x{cols} has {rows * cols} cells; calibration needs at least 64 (e.g. 8x8)")
     plan = CharacterisationPlan(cycles=args.cycles, relax_times=_relax_times(args.relax_max))
-    out = Path(args.out)
-    if out.suffix != ".h5":
-        raise ValueError(f"--out {str(out)!r} must end in .h5")
-    check_writable(out, args.overwrite)
+    out = check_run_out(Path(args.out), args.overwrite, reads=[args.from_run, args.bench])
     stem = out.with_suffix("")
     pngs = [] if args.no_figures else [stem.with_name(f"{stem.name}_{k}.png") for k in FIGURES]
     for png in pngs:
@@ -112,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         array = None
     else:
         run_path = args.run or stem.with_name(f"{stem.name}_char.h5")
-        check_writable(run_path, args.overwrite)
+        if run_path.resolve() == out.resolve():
+            raise ValueError(f"--run {str(run_path)!r} and --out {str(out)!r} are the same file")
+        check_run_out(run_path, args.overwrite, flag="--run", reads=[args.bench])
         if args.bench is not None:
             array = _open_bench(args.bench)
             backend = "bench"

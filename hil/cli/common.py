@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -23,6 +24,27 @@ def parse_shape(text: str) -> tuple[int, int]:
     if not (1 <= rows <= 65535 and 1 <= cols <= 65535):
         raise ValueError(f"--shape {text!r} outside the allowed range 1x1 .. 65535x65535")
     return rows, cols
+
+
+#: File name endings a run file may have.
+RUN_SUFFIXES = (".h5", ".hdf5")
+
+
+def check_run_out(path: Path, overwrite: bool = False, *, flag: str = "--out",
+                  reads: Iterable[Path | None] = ()) -> Path:
+    """Refuse an output run file that is not ``.h5``/``.hdf5``, that is one of the files the
+    command ``reads``, or that cannot be created (:func:`hil.store.check_writable`)."""
+    from hil.store import check_writable
+
+    path = Path(path)
+    if path.is_dir():
+        return check_writable(path, overwrite)  # raises: "is a directory"
+    if path.suffix.lower() not in RUN_SUFFIXES:
+        raise ValueError(f"{flag} {str(path)!r}: a run file must end in .h5 or .hdf5")
+    for source in reads:
+        if source is not None and Path(source).exists() and path.exists() and Path(source).samefile(path):
+            raise ValueError(f"{flag} {str(path)!r} is the file this command reads; write to another file")
+    return check_writable(path, overwrite)
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:

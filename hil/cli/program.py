@@ -11,7 +11,7 @@ import numpy as np
 from calibration.table import LevelTable, default_table
 from drivers.bench import BenchArray, load_bench
 from drivers.errors import HilError
-from hil.cli.common import add_backend_options, make_sim_array, parse_shape, progress_bar
+from hil.cli.common import add_backend_options, check_run_out, make_sim_array, parse_shape, progress_bar
 from drivers.sim_array import SimArray
 from hil.program import STRATEGIES, ProgramProgress, program_verify_chunked, validate_targets
 from hil.store import RunFinishedError, RunStore, StoreError, check_writable, open_run
@@ -42,26 +42,63 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="calibration level table for the IGVVA first guess ('default': the shipped table)")
     add_backend_options(p)
     p.add_argument("--bench", type=Path, metavar="FILE.toml",
-                   help="run on the instruments of a bench file (e.g. examples/bench-sim.toml) instead of --sim")
+                   help="run on the instruments of a bench file (e.g. bench-sim.toml from `hil example bench-sim`) instead of --sim")
     p.add_argument("--no-form", action="store_true", help="skip forming (cells already formed)")
     p.add_argument("--out", type=Path, default=Path("run.h5"), help="run file (default run.h5)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run file")
     p.set_defaults(func=run)
 
 
+#: Largest target map ``--targets`` accepts: rows, cols <= 65535 and at most 4096 x 4096 cells.
+MAX_TARGET_CELLS = 4096 * 4096
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset of a ``.npy`` file, read from its header only (no payload)."""
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        major, _ = fmt.read_magic(f)
+        read = {1: fmt.read_array_header_1_0, 2: fmt.read_array_header_2_0}.get(major)
+        if read is None:
+            raise ValueError(f"unsupported .npy format version {major}")
+        shape, _, dtype = read(f, max_header_size=10000)
+        return shape, dtype, f.tell()
+
+
 def load_targets(path: Path) -> np.ndarray:
-    """Load a 2-D numeric target map (S) from a ``.npy`` file, with a clear error otherwise."""
+    """Load a 2-D numeric target map (S) from a ``.npy`` file, with a clear error otherwise.
+
+    The header is checked (2-D, numeric, at most :data:`MAX_TARGET_CELLS` cells, payload as long
+    as the header says) before any payload is read, so a header claiming a huge array costs no
+    memory. A map with no finite target (all NaN) is refused: there is nothing to program.
+    """
+    where = f"--targets {str(path)!r}"
+    if not path.is_file():
+        raise ValueError(f"{where}: no such file")
+    try:
+        shape, dtype, offset = _npy_header(path)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise ValueError(f"{where} is not a valid .npy array file ({exc})") from None
+    if len(shape) != 2:
+        raise ValueError(f"{where} must hold a 2-D array (rows, cols), got shape {shape}")
+    if dtype.hasobject or not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise ValueError(f"{where} must hold numbers in siemens (real), got dtype {dtype}")
+    rows, cols = shape
+    if not (1 <= rows <= 65535 and 1 <= cols <= 65535 and rows * cols <= MAX_TARGET_CELLS):
+        raise ValueError(f"{where}: shape {shape} outside the allowed range (1x1 up to {MAX_TARGET_CELLS} cells, "
+                         f"e.g. 4096x4096)")
+    need = offset + rows * cols * dtype.itemsize
+    have = path.stat().st_size
+    if have < need:
+        raise ValueError(f"{where} is truncated: its header says {shape} {dtype} ({need} bytes), the file has {have}")
     try:
         arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ValueError(f"--targets {str(path)!r}: no such file") from None
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"--targets {str(path)!r} is not a valid .npy array file ({exc})") from None
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
-        raise ValueError(f"--targets {str(path)!r} must hold a 2-D array (rows, cols), got shape {getattr(arr, 'shape', None)}")
-    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"--targets {str(path)!r} must hold numbers in siemens, got dtype {arr.dtype}")
-    return arr.astype(float)
+        raise ValueError(f"{where} is not a valid .npy array file ({exc})") from None
+    arr = arr.astype(float)
+    if not np.any(~np.isnan(arr)):
+        raise ValueError(f"{where}: every target is NaN (NaN = leave the cell alone); nothing to program")
+    return arr
 
 
 def generate_targets(technology, levels: int, shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -127,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return _resume(args)
     bench, targets, shape, table = check_args(args)
-    check_writable(args.out, args.overwrite)
+    check_run_out(args.out, args.overwrite, reads=[args.targets, args.bench])
     if args.chunk_cells < 1:
         raise ValueError(f"--chunk-cells {args.chunk_cells} must be >= 1")
 
@@ -146,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
             "table": args.table, "chunk_cells": args.chunk_cells,
         }
         with RunStore.create(args.out, config=config, seed=args.seed, backend=array.identity()["backend"],
-                             instruments=array.identity(), overwrite=args.overwrite) as store:
+                             instruments=array.identity(), overwrite=args.overwrite, bench=bench) as store:
             store.attach_array("array", array)
             store.snapshot("targets", targets, array.bench_time)
             if table is not None:

@@ -10,7 +10,7 @@ import numpy as np
 from drivers.bench import BenchArray, load_bench
 from drivers.errors import HilError
 from drivers.sim_array import SimArray
-from hil.cli.common import add_backend_options, make_sim_array, parse_shape
+from hil.cli.common import add_backend_options, check_run_out, make_sim_array, parse_shape
 from hil.store import RunStore, StoreError, check_not_reading, check_writable, open_run
 
 
@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
     png = args.png or args.out.with_suffix(".png")
     check_not_reading(args.out, args.run)
     check_not_reading(png, args.run)
-    check_writable(args.out, args.overwrite)
+    check_run_out(args.out, args.overwrite, reads=[args.run])
+    if png.suffix.lower() != ".png":
+        raise ValueError(f"--png {str(png)!r}: the heat map file must end in .png")
     check_writable(png, args.overwrite)
     if args.bench is not None:
         return _read_bench(args, png)

@@ -20,8 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _require_snapshots(reader, names: tuple[str, ...], what: str) -> None:
+    """ValueError unless the run holds every snapshot in ``names`` (else there is nothing to draw)."""
+    missing = [n for n in names if n not in reader.snapshot_names()]
+    if missing:
+        status = reader.attrs.get("status", "unknown")
+        raise ValueError(f"{str(reader.path)!r} (status {status!r}) has no {what} yet (no snapshot {missing[0]!r}): "
+                         "nothing to draw")
+
+
 def program_report(reader, out_dir: Path, stem: str) -> list[Path]:
     """Figures of a ``hil program`` run: per-level CDFs and the pulses-per-cell histogram."""
+    _require_snapshots(reader, ("targets", "final"), "finished programming")
     from hil import figures  # matplotlib only when drawing
 
     cfg = reader.config
@@ -36,15 +46,27 @@ def program_report(reader, out_dir: Path, stem: str) -> list[Path]:
 
 
 def read_report(reader, out_dir: Path, stem: str) -> list[Path]:
+    _require_snapshots(reader, ("read",), "read map")
     from hil import figures
 
     g, t = reader.snapshot("read")
     return [figures.heat_map(out_dir / f"{stem}_map.png", g, f"read at t = {t:.0f} s")]
 
 
+def require_finished_epoch(reader) -> None:
+    """ValueError unless the run recorded the accuracy of at least one finished epoch."""
+    for name in reader.metric_names():
+        if name.startswith(("val.", "acc.")) and reader.metric(name).size:
+            return
+    status = reader.attrs.get("status", "unknown")
+    raise ValueError(f"{str(reader.path)!r} (status {status!r}) has no finished epoch yet: nothing to draw")
+
+
 def metaplastic_report(reader, out_dir: Path, stem: str, others=()) -> list[Path]:
     from hil.experiments.metaplastic_figures import metaplastic_report as build
 
+    for r in (reader, *others):
+        require_finished_epoch(r)
     return build(reader, out_dir, stem, list(others))
 
 

@@ -113,9 +113,33 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> RunConfi
     data = dict(data)
     if "experiment" in data:
         _choice("experiment", data.pop("experiment"), ["metaplastic"])
+    require_essentials(data)
     cfg = build(RunConfig, data)
     validate(cfg)
     return cfg
+
+
+#: Fields an experiment file must set explicitly: what the run learns, how long, on what.
+#: Without them a file (an empty one, say) would silently start a long default run.
+ESSENTIAL = ("tasks.epochs", "network.hidden", "device.backend")
+
+
+def require_essentials(data: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the first :data:`ESSENTIAL` field ``data`` does not set."""
+    for dotted in ESSENTIAL:
+        table, key = dotted.split(".")
+        section = data.get(table)
+        if not isinstance(section, dict) or key not in section:
+            raise ConfigError(f"{dotted} is missing; an experiment file must set {', '.join(ESSENTIAL)} "
+                              f"(e.g. [{table}] {key} = ...; see `hil example quickstart`)")
+
+
+def technology_window_uS(technology: str) -> tuple[float, float]:
+    """The programmable conductance window of a technology preset, in uS."""
+    from drivers.sim.presets import PRESETS
+
+    lo, hi = PRESETS[technology].technology.g_window
+    return lo * 1e6, hi * 1e6
 
 
 def validate(cfg: RunConfig) -> None:
@@ -169,8 +193,12 @@ def validate(cfg: RunConfig) -> None:
     _choice("device.mapping", d.mapping, sorted(MAPPINGS))
     if not isinstance(d.levels_uS, tuple):
         raise _bad("device.levels_uS", d.levels_uS, "a list of ascending conductances in uS")
+    g_lo, g_hi = technology_window_uS(d.technology)
     for k, g in enumerate(d.levels_uS):
-        _num(f"device.levels_uS[{k}]", g, 1, 1000, lo_open=False)
+        try:
+            _num(f"device.levels_uS[{k}]", g, g_lo, g_hi)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} uS (the conductance window of device.technology = {d.technology!r})") from None
     if d.levels_uS and (len(d.levels_uS) < 2 or any(b <= a for a, b in zip(d.levels_uS, d.levels_uS[1:]))):
         raise _bad("device.levels_uS", list(d.levels_uS), "at least 2 strictly ascending values (uS)")
     if d.mapping == "differential-pair" and d.levels_uS and len(d.levels_uS) % 2:

@@ -69,6 +69,7 @@ import numpy as np
 from tqdm import tqdm
 
 from drivers.array import CrossbarArray
+from hil import provenance
 from hil.experiments import registry
 from hil.experiments.schema import ConfigError, schema_paths
 from hil.store import RunFinishedError, RunReader, RunStore, open_run
@@ -375,7 +376,7 @@ def start(cls: type[Experiment], cfg: Any, *, out: str | Path | None = None, arr
     def open_store() -> RunStore:
         instruments = {name: json.dumps(a.identity()) for name, a in exp.arrays().items()}
         return RunStore.create(path, config=exp.config_dict(), seed=exp.seed(), backend=exp.backend(),
-                               instruments=instruments, overwrite=ow)
+                               instruments=instruments, overwrite=ow, bench=provenance.bench_configs(exp.arrays()) or None)
 
     return _execute(exp, open_store, 0, 0, initial_checkpoint=True, progress=progress, stop_after=stop_after,
                     figures=figures, out_dir=out_dir)
