@@ -438,6 +438,7 @@ class ProgramProgress:
     iterations: int = 0
     cell_iterations: int = 0
     t0_bench: float | None = None
+    g_final: np.ndarray | None = None  # read after each chunk finished, S
 
     @classmethod
     def start(cls, targets: np.ndarray, mask: np.ndarray | None = None) -> ProgramProgress:
@@ -451,7 +452,8 @@ class ProgramProgress:
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays = {"cells": self.cells, "targets": self.targets, "pulses": self.pulses,
-                  "g_verify": self.g_verify, "converged": self.converged}
+                  "g_verify": self.g_verify, "converged": self.converged,
+                  "g_final": self.g_final if self.g_final is not None else np.full(self.cells.size, np.nan)}
         return arrays, {"next_chunk": self.next_chunk, "iterations": self.iterations,
                         "cell_iterations": self.cell_iterations, "t0_bench": self.t0_bench}
 
@@ -459,7 +461,7 @@ class ProgramProgress:
     def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> ProgramProgress:
         return cls(arrays["cells"], arrays["targets"], arrays["pulses"], arrays["g_verify"],
                    arrays["converged"].astype(bool), int(meta["next_chunk"]), int(meta["iterations"]),
-                   int(meta["cell_iterations"]), meta.get("t0_bench"))
+                   int(meta["cell_iterations"]), meta.get("t0_bench"), arrays.get("g_final"))
 
 
 def program_verify_chunked(
@@ -480,8 +482,8 @@ def program_verify_chunked(
 
     After every chunk ``on_chunk(progress_state)`` is called (the command line checkpoints there);
     a run continued from such a state (``progress_state``, with the array restored to the same
-    moment) gives the same result as one never interrupted. ``g_final`` is one read of every
-    programmed cell after the last chunk; ``success`` is judged on it.
+    moment) gives the same result as one never interrupted. ``g_final`` is the read of each
+    chunk's cells after that chunk finished; ``success`` is judged on it.
     """
     strat = make_strategy(strategy)
     _check_settings(tolerance, max_pulses, verify_band)
@@ -502,7 +504,10 @@ def program_verify_chunked(
         g = guess if guess is None or np.ndim(guess) == 0 else np.asarray(guess)[sl]
         core = program_cells(array, st.cells[sl], st.targets[sl], tolerance=tolerance, strategy=strat,
                              max_pulses=max_pulses, first_guess=g, verify_band=verify_band)
+        if st.g_final is None:
+            st.g_final = np.full(n, np.nan)
         st.pulses[sl], st.g_verify[sl], st.converged[sl] = core.pulses, core.g_verify, core.converged
+        st.g_final[sl] = core.g_final
         st.iterations += core.iterations
         st.cell_iterations += core.cell_iterations
         st.next_chunk = k + 1
@@ -510,7 +515,7 @@ def program_verify_chunked(
             progress(sl.stop, n)
         if on_chunk is not None:
             on_chunk(st)
-    g_final = array.read_cells(st.cells) if n else np.zeros(0)
+    g_final = st.g_final if st.g_final is not None else np.zeros(0)
     core = CellReport(
         cells=st.cells, targets=st.targets, pulses=st.pulses, g_verify=st.g_verify, g_final=g_final,
         converged=st.converged, success=st.converged & (np.abs(g_final - st.targets) <= tolerance * st.targets),
