@@ -410,9 +410,7 @@ class B2900(Instrument):
         except BaseException:
             self.switch_off_after_failure()
             raise
-        if errors:
-            self.check_errors()
-            self._raise_if([(0, f'"{errors} error(s) counted but the queue read empty"')])
+        self._raise_counted(errors)
 
     # ------------------------------------------------------------------ list measurement
     def measure_list(
@@ -507,10 +505,15 @@ class B2900(Instrument):
         except BaseException:
             self.switch_off_after_failure()
             raise
+        self._raise_counted(errors)
+        return values, status
+
+    def _raise_counted(self, errors: int) -> None:
+        """Stop (outputs off) on a non-zero ``:SYST:ERR:COUN?``: the queue's messages, or the count
+        itself when the queue reads empty."""
         if errors:
             self.check_errors()
             self._raise_if([(0, f'"{errors} error(s) counted but the queue read empty"')])
-        return values, status
 
     # ------------------------------------------------------------------ safety
     def _emergency_off(self) -> None:
