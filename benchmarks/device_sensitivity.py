@@ -1,6 +1,6 @@
 """Sensitivity of the metaplastic experiment to the device: read noise, relaxation, endurance.
 
-    OMP_NUM_THREADS=1 python benchmarks/device_sensitivity.py --data-dir ../shared/datasets
+    OMP_NUM_THREADS=1 python benchmarks/device_sensitivity.py --data-dir DATA_DIR
 
 Conditions (each on the harsh "hfo2" preset, scaled with :func:`drivers.sim.presets.stressed`):
 
@@ -18,15 +18,14 @@ per condition, MNIST accuracy after the whole sequence (retention), the last tas
 the metaplastic advantage (metaplastic minus plain MNIST retention), stuck-cell fraction,
 mean ± std over seeds, and the wall time.
 
-The physics factors map to the experiment configuration as ``device.read_noise_x``,
-``device.relaxation_x`` and ``device.endurance_x`` once the runner exposes them; until then
-this script builds the arrays itself and passes them to the run (``runner.start(arrays=)``).
+The factors are the experiment file's ``device.read_noise_x``, ``device.relaxation_x`` and
+``device.endurance_x`` (validated, recorded in every run file), so the same conditions run from a
+TOML file or through ``hil sweep`` too.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -41,12 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from drivers.sim.presets import get_preset, stressed  # noqa: E402
-from drivers.sim_array import SimArray  # noqa: E402
+from drivers.sim.presets import get_preset  # noqa: E402
 from hil.experiments.config import parse_config  # noqa: E402
 from hil.experiments.metaplastic import MetaplasticExperiment  # noqa: E402
 from hil.experiments.runner import start  # noqa: E402
-from hil.mapping import make_mapping  # noqa: E402
 
 TECHNOLOGY = "hfo2"
 
@@ -62,28 +59,25 @@ def conditions(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
 
 def run_one(job: dict) -> dict:
-    """One (condition, rule, seed) run; returns its validation accuracies and device counters."""
+    """One (condition, rule, seed) run; returns its validation accuracies and device counters.
+
+    The stress factors are the experiment file's ``device.read_noise_x`` / ``relaxation_x`` /
+    ``endurance_x`` (recorded in the run file's configuration)."""
     t0 = time.perf_counter()
     cfg = parse_config(job["config"])
-    preset = get_preset(TECHNOLOGY)
-    physics = stressed(preset.physics, **job["stress"])
-    mapping = make_mapping(cfg.device.mapping, np.asarray(preset.technology.levels))
-    sizes = (784, *cfg.network.hidden, 10)
-    shapes = [mapping.array_shape(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
-    arrays = {f"layer{l}": SimArray(shape, physics, seed=cfg.seed * 1000 + 1 + l, technology=preset.technology)
-              for l, shape in enumerate(shapes)}
-    stuck_before = sum(np.count_nonzero(a.model.stuck) for a in arrays.values())
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = start(MetaplasticExperiment, cfg, out=Path(tmp) / "run.h5", arrays=arrays, progress=False)
-    r = outcome.experiment.result()
-    n_cells = sum(a.size for a in arrays.values())
-    stuck = sum(np.count_nonzero(a.model.stuck) for a in arrays.values()) - stuck_before
+        outcome = start(MetaplasticExperiment, cfg, out=Path(tmp) / "run.h5", progress=False)
+    exp = outcome.experiment
+    r = exp.result()
+    models = [a.model for a in exp.device.arrays]
+    n_cells = sum(m.stuck.size for m in models)
+    worn = sum(int(np.count_nonzero((m.stuck != 0) & (m.n_set + m.n_reset >= m.endurance))) for m in models)
     names = cfg.task_names
     if r.final:
         raise RuntimeError(f"the test set was evaluated ({sorted(r.final)}); this study must not touch it")
     return {"label": job["label"], "rule": cfg.learning.rule, "seed": cfg.seed,
             "first": r.final_val[names[0]], "last": r.final_val[names[-1]],
-            "worn_fraction": stuck / n_cells, "events_mean": float(r.events_per_device.mean()),
+            "worn_fraction": worn / n_cells, "events_mean": float(r.events_per_device.mean()),
             "events_max": int(r.events_per_device.max()), "wall": time.perf_counter() - t0}
 
 
@@ -103,7 +97,7 @@ def make_jobs(args: argparse.Namespace) -> list[dict]:
                                  "lr_bn": args.lr},
                     "device": {"backend": "sim", "technology": TECHNOLOGY, "mapping": "offset-reference",
                                "tolerance": args.tolerance, "max_pulses": 20, "program_every": args.program_every,
-                               "refresh_tolerance": 0.10, "log_ops": False},
+                               "refresh_tolerance": 0.10, "log_ops": False, **{f"{k}": v for k, v in stress.items()}},
                 }
                 jobs.append({"label": label, "stress": stress, "config": config})
     return jobs

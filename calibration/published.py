@@ -6,8 +6,8 @@
   programming algorithms for multilevel RRAM in hardware neural networks", IEEE IRPS 2021,
   doi:10.1109/IRPS46558.2021.9405119, Fig. 4 (IGVVA): a linear fit
   ``sigma_G = 4.782 uS - 0.009107 * G`` (G in uS) over 50-225 uS, i.e. a nearly
-  conductance-independent 3-4.5 uS. The coefficients are those quoted in the project's issue 13;
-  the paper's text was not available to us, so the page is not verified.
+  conductance-independent 3-4.5 uS. The paper's full text was not available to us: the
+  coefficients are not checked against it, and no page is given.
 """
 
 from __future__ import annotations

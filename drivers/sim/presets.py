@@ -1,16 +1,17 @@
 """Technology presets for the two papers' devices: physics parameters plus operating conditions.
 
-Sources are cited per parameter. Our copies of the papers give the *trends* of their
-characterisation figures (Fig. 2c-f of the SiOx paper, Fig. 4b of the metaplasticity paper) but
-no tabulated numbers; where a magnitude is not in the paper text it is taken from the published
+Sources are cited per parameter. The two papers give the *trends* of their characterisation
+figures (Fig. 2c-f of [SIOX], Fig. 4b of [META]) but no tabulated numbers; where a magnitude is not in the paper text it is taken from the published
 1T1R literature named in the comment, and marked as such.
 
 References:
-    [SIOX] Munoz-Martin, Bianchi et al., "A SiOx RRAM-based hardware with spike frequency
-        adaptation ...", ../shared/papers/siox-rram-sfa-continual-learning.md, Fig. 2b-f.
-    [META] D'Agostino et al., "Synaptic metaplasticity with multi-level memristive devices",
-        ../shared/papers/metaplasticity-multilevel-memristors.md, Fig. 4b (8-level HCS vs I_CC,
-        16 kbit 1T1R HfO2, 130 nm CMOS).
+    [SIOX] I. Munoz-Martin, S. Bianchi, E. Covi, G. Piccolboni, A. Bricalli, A. Regev,
+        J. F. Nodin, E. Nowak, G. Molas, D. Ielmini, "A SiOx RRAM-based hardware with spike
+        frequency adaptation for power-saving continual learning in convolutional neural
+        networks", IEEE Symposium on VLSI Technology 2020, Fig. 2b-f.
+    [META] S. D'Agostino, F. Moro, T. Hirtzlin, J. Arcamone, N. Castellani, D. Querlioz,
+        M. Payvand, E. Vianello, "Synaptic metaplasticity with multi-level memristive devices",
+        arXiv:2306.12142 (2023), Fig. 4b (8-level HCS vs I_CC, 16 kbit 1T1R HfO2, 130 nm CMOS).
     [V0] Ielmini, "Modeling the universal set/reset characteristics of bipolar RRAM by
         field- and temperature-driven filament growth", IEEE TED 58(12), 2011: LRS
         R ~ V0 / I_C with V0 ~ 0.2-0.4 V in 1T1R cells (DESIGN.md uses 0.4 V).
@@ -23,9 +24,8 @@ References:
         hardware neural networks", IEEE IRPS 2021, doi:10.1109/IRPS46558.2021.9405119 (4-kbit
         HfO2 1T1R array; gate-based IGVVA gives the tightest levels). Fig. 4: after IGVVA the
         conductance spread is nearly conductance-independent, linear fit
-        sigma_G = 4.782 uS - 0.009107 * G over G = 50-225 uS. (The fit's coefficients are as
-        quoted in the project's issue 13; the paper's full text was not available to us, so the
-        page number is not verified.)
+        sigma_G = 4.782 uS - 0.009107 * G over G = 50-225 uS. (The paper's full text was not
+        available to us: the coefficients are not checked against it, and no page is given.)
     [ESM] E. Esmanhotto, L. Brunet, N. Castellani, D. Bonnet, T. Dalgaty, L. Grenouillet,
         et al., "High-density 3D monolithically integrated multiple 1T1R multi-level-cell for
         neural networks", IEDM 2020 (4 kb HfO2 1T1R): after multi-level programming the

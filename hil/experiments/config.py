@@ -77,6 +77,12 @@ class DeviceConfig:
     refresh_tolerance: float = 0.10
     log_ops: bool = True
     bench: tuple[str, ...] = ()  # backend "bench": one bench TOML file per layer
+    #: sensitivity studies (backend "sim" only): the simulated device's read fluctuation
+    #: (RTN + 1/f), every relaxation term, and the median endurance, times these factors
+    #: (:func:`drivers.sim.presets.stressed`); 1 = the preset as calibrated
+    read_noise_x: float = 1.0
+    relaxation_x: float = 1.0
+    endurance_x: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,17 @@ def validate(cfg: RunConfig) -> None:
         raise _bad("device.bench", list(d.bench), f"{n_layers} bench file paths, one per layer (backend = 'bench')")
     if d.backend != "bench" and d.bench:
         raise _bad("device.bench", list(d.bench), "empty unless device.backend = 'bench'")
+    for name, lo, hi in STRESS_RANGES:
+        value = getattr(d, name)
+        _num(f"device.{name}", value, lo, hi, lo_open=name == "endurance_x")
+        if d.backend != "sim" and value != 1:
+            raise _bad(f"device.{name}", value, "1 unless device.backend = 'sim' (only a simulated device can be stressed)")
+
+
+#: Allowed ranges of the device stress factors (``endurance_x`` excludes 0): read noise and
+#: relaxation up to 100x the calibrated preset; endurance from 1e-9x (a 1e6-cycle median down to
+#: a few cycles) to 1000x.
+STRESS_RANGES = (("read_noise_x", 0.0, 100.0), ("relaxation_x", 0.0, 100.0), ("endurance_x", 1e-9, 1e3))
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from drivers.array import CrossbarArray
-from drivers.sim.presets import get_preset
+from drivers.sim.presets import get_preset, stressed
 from drivers.sim_array import SimArray
 from hil.datasets import load_dataset, permuted, validation_split
 from hil.experiments.config import ConfigError, RunConfig, parse_config
@@ -213,7 +213,11 @@ class MetaplasticExperiment(Experiment):
         else:
             layer_arrays = list(arrays) if arrays is not None else None
         if layer_arrays is None and cfg.device.backend == "sim":
-            layer_arrays = [SimArray(shape, cfg.device.technology, seed=cfg.seed * 1000 + 1 + l) for l, shape in enumerate(shapes)]
+            d = cfg.device
+            physics = stressed(preset.physics, read_noise_x=d.read_noise_x, relaxation_x=d.relaxation_x,
+                               endurance_x=d.endurance_x)
+            layer_arrays = [SimArray(shape, physics, seed=cfg.seed * 1000 + 1 + l, technology=preset.technology)
+                            for l, shape in enumerate(shapes)]
         elif layer_arrays is None and cfg.device.backend == "bench":
             layer_arrays = open_bench_arrays(cfg.device.bench, shapes, cfg.device.technology)
         if layer_arrays is not None:

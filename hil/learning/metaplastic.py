@@ -226,6 +226,6 @@ class Adam:
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore from :meth:`state`."""
-        self.t = int(state["t"])
+        self.t = int(np.asarray(state["t"]).item())  # a 0-d or a 1-element array (as read from HDF5)
         self.m = {k[2:]: np.array(a) for k, a in state.items() if k.startswith("m/")}
         self.v = {k[2:]: np.array(a) for k, a in state.items() if k.startswith("v/")}

@@ -121,3 +121,22 @@ def test_bnn_baseline_learns_and_uses_binary_weights():
     assert all(set(np.unique(w)) <= {-1.0, 1.0} for w in bnn.binary_weights())
     assert bnn.accuracy(xt, yt, 0) > 0.75  # 2 epochs on 4000 images; chance is 0.10
     assert bnn.memory_bits() == 33 * (784 * 64 + 64 * 64 + 64 * 10)
+
+
+def test_adam_restores_its_step_count_from_a_one_element_array_without_warning():
+    """A checkpoint read back from HDF5 may hold the step count as shape (1,): restoring it must
+    neither warn (numpy deprecates int() of such arrays) nor change the count."""
+    import warnings
+
+    adam = Adam(lr=0.01)
+    for _ in range(3):
+        adam.updates({"w": np.ones(4, np.float32)})
+    state = {k: np.atleast_1d(v) for k, v in adam.state().items()}
+    assert state["t"].shape == (1,)
+    other = Adam(lr=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        other.load_state(state)
+    assert other.t == 3 and isinstance(other.t, int)
+    np.testing.assert_array_equal(other.updates({"w": np.ones(4, np.float32)})["w"],
+                                  adam.updates({"w": np.ones(4, np.float32)})["w"])

@@ -148,3 +148,37 @@ def test_fig5b_splits_sessions_by_kind_for_plain_and_metaplastic(tmp_path):
     with open_run(meta.path) as a, open_run(plain.path) as b:
         paths = metaplastic_report(a, tmp_path, "cmp", [b])
     assert (tmp_path / "cmp_fig5b_programming.png") in paths and all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_device_stress_factors_build_stressed_arrays_and_are_recorded(tmp_path):
+    from drivers.sim.presets import get_preset
+
+    base = get_preset("hfo2").physics
+    plain = MetaplasticExperiment(config(tmp_path, "base"))
+    assert all(a.model.params == base for a in plain.device.arrays)  # factors 1: the preset as calibrated
+    cfg = config(tmp_path, "stress", device={"read_noise_x": 5.0, "relaxation_x": 2.0, "endurance_x": 1e-3},
+                 tasks={"epochs": [1, 1], "test_at": "never"})
+    exp = MetaplasticExperiment(cfg)
+    for a in exp.device.arrays:
+        p = a.model.params
+        assert p.read_dev_ref == pytest.approx(5 * base.read_dev_ref)
+        assert p.sigma_relax_abs == pytest.approx(2 * base.sigma_relax_abs)
+        assert p.drift_relax_hrs == pytest.approx(2 * base.drift_relax_hrs)
+        assert p.endurance_median == pytest.approx(1e-3 * base.endurance_median)
+        assert p.sigma_lrs_ref == base.sigma_lrs_ref  # the rest untouched
+    out = runner.start(MetaplasticExperiment, cfg, progress=False)
+    with open_run(out.path) as r:
+        d = r.config["device"]
+        assert (d["read_noise_x"], d["relaxation_x"], d["endurance_x"]) == (5.0, 2.0, 1e-3)
+
+
+@pytest.mark.parametrize("over, needle", [
+    ({"read_noise_x": -1.0}, r"device.read_noise_x = -1.0 is not allowed; allowed: a number in \[0, 100\]"),
+    ({"relaxation_x": 101}, r"device.relaxation_x = 101 .* \[0, 100\]"),
+    ({"endurance_x": 0.0}, r"device.endurance_x = 0.0 .* \(1e-09, 1000\]"),
+    ({"endurance_x": "low"}, r"device.endurance_x = 'low'"),
+    ({"backend": "software", "read_noise_x": 2.0}, r"device.read_noise_x = 2.0 .* device.backend = 'sim'"),
+])
+def test_device_stress_factors_are_validated(tmp_path, over, needle):
+    with pytest.raises(ConfigError, match=needle):
+        config(tmp_path, "bad", device=over)
