@@ -35,7 +35,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,36 @@ def job_bnn(args_dict: dict[str, Any]) -> dict[str, Any]:
     return {"seed": args.seed, "own": own, "end": end, "wall": time.perf_counter() - t0}
 
 
-def run_all(pool: ProcessPoolExecutor, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return list(pool.map(job, configs))
+def cached_job(data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`job`, with its result kept beside the run file (``<out>.json``, with the configuration
+    it ran): a rerun of the benchmark with the same configuration reads it instead of running again,
+    so an interrupted benchmark continues where it stopped."""
+    path = Path(data["out"]).with_suffix(".json")
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if kept.get("config") == data:
+            return kept["result"]
+    res = job(data)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"config": data, "result": res}, default=str))
+    tmp.replace(path)
+    return res
+
+
+class InlineExecutor(Executor):
+    """``--jobs 1``: every run in this process, one after the other (no worker processes)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # as a pool would: raised by result()
+            future.set_exception(exc)
+        return future
+
+
+def run_all(pool: Executor, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(pool.map(cached_job, configs))
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -176,6 +204,11 @@ def main() -> None:
     ap.add_argument("--test-limit", type=int, default=0)
     ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                     help="selection grid over a dotted key of the experiment file (repeatable)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="fix a dotted key of the experiment file for every run (repeatable), e.g. "
+                         "device.tolerance=0.1; recorded as 'not selected'")
+    ap.add_argument("--protocols", nargs="+", default=["per-task", "shared"], choices=["per-task", "shared"],
+                    help="BatchNorm protocols of the frozen configuration (selection always uses per-task)")
     ap.add_argument("--selection-seeds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
@@ -192,6 +225,9 @@ def main() -> None:
         raise SystemExit("--epochs: two values (MNIST, Fashion-MNIST) for --sequence mnist-fmnist")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     base = base_config(args)
+    fixed_set = {k: v[0] for k, v in parse_grid(args.set).items()}
+    for key, value in fixed_set.items():
+        runner.set_dotted(base, key, value, MetaplasticExperiment)
     grid = parse_grid(args.grid)
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
     sel_seeds = list(range(100, 100 + args.selection_seeds))
@@ -205,7 +241,7 @@ def main() -> None:
     kinds = {"metaplastic device": {}, "plain device": {"learning.rule": "plain"},
              "software QNN": {"device.backend": "software"}}
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    with (InlineExecutor() if args.jobs == 1 else ProcessPoolExecutor(max_workers=args.jobs)) as pool:
         sel = run_all(pool, sel_configs)
         t_sel = time.perf_counter() - t0
         scores = []
@@ -216,7 +252,7 @@ def main() -> None:
         best = max(scores, key=lambda s: s[0])[2]
         frozen = [variant(base, f"{kind.split()[0]}-{kind.split()[1][:3]}-{bn}-s{s}", s, args.out_dir,
                           **best, **over, **{"network.batchnorm": bn, "tasks.test_at": "task-end"})
-                  for kind, over in kinds.items() for bn in ("per-task", "shared") for s in seeds]
+                  for kind, over in kinds.items() for bn in args.protocols for s in seeds]
         t1 = time.perf_counter()
         bnn_jobs = [pool.submit(job_bnn, {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                                           "seed": s}) for s in seeds[:args.bnn_seeds]] if args.sequence == "mnist-fmnist" else []
@@ -224,7 +260,7 @@ def main() -> None:
         if args.curve_epochs:
             if len(args.curve_epochs) != len(args.epochs):
                 raise SystemExit("--curve-epochs: one value per task, as --epochs")
-            curve_job = pool.submit(job, variant(base, "curve-s0", 0, args.out_dir, **best, **{
+            curve_job = pool.submit(cached_job, variant(base, "curve-s0", 0, args.out_dir, **best, **{
                 "tasks.epochs": list(args.curve_epochs), "tasks.test_at": "never"}))
         final = run_all(pool, frozen)
         bnn = [f.result() for f in bnn_jobs]
@@ -252,14 +288,14 @@ def main() -> None:
         mark = "  <- selected" if point == best else ""
         print(f"   {json.dumps(point) if point else '(no grid)':50s} {100 * mean:6.2f} ± {100 * std:4.2f} %{mark}")
     fixed = {k: v for k, v in {"network.hidden": args.hidden, "tasks.epochs": args.epochs,
-                                "device.program_every": args.program_every}.items() if k not in best}
+                                "device.program_every": args.program_every, **fixed_set}.items() if k not in best}
     print(f"   not selected (fixed by the command line): {json.dumps(fixed)}")
     print(f"\n2. Frozen configuration {json.dumps(best)}: test accuracy (%) over {len(seeds)} seeds, "
           f"identical epochs ({ep}) for every run, {t_frozen / 60:.1f} min")
     head = "   ".join(f"{n + ' own':>17s}" for n in names[:-1]) + "   " + "   ".join(f"{n + ' end':>17s}" for n in names)
     print(f"   {'run':20s} {'BatchNorm':9s}   {head}   wall/run")  # noqa: E501
     for kind in kinds:
-        for bn in ("per-task", "shared"):
+        for bn in args.protocols:
             tag = f"{kind.split()[0]}-{kind.split()[1][:3]}-{bn}-"
             runs = [r for r in final if r["name"].startswith(tag)]
             own = [task_end_accuracy(r["history"], names) for r in runs]
@@ -282,9 +318,10 @@ def main() -> None:
         for h in curve["history"]:
             print(f"     epoch {h['epoch']:3d} (task {h['task']})  " + "  ".join(
                 f"{k[4:]} {100 * v:5.2f}" for k, v in h.items() if k.startswith("val.")))
-    print("\n3. Programming sessions per device after the initial programming (Fig. 5b), per-task BN, mean over seeds:")
+    print(f"\n3. Programming sessions per device after the initial programming (Fig. 5b), {args.protocols[0]} BN, "
+          f"mean over seeds:")
     for kind in ("metaplastic device", "plain device"):
-        runs = [r for r in final if r["name"].startswith(f"{kind.split()[0]}-dev-per-task-")]
+        runs = [r for r in final if r["name"].startswith(f"{kind.split()[0]}-dev-{args.protocols[0]}-")]
         mean = {k: np.mean([r["sessions_mean"][k] for r in runs]) for k in runs[0]["sessions_mean"]}
         mx = {k: max(r["sessions_max"][k] for r in runs) for k in runs[0]["sessions_max"]}
         print(f"   {kind:20s} " + "  ".join(f"{k} {mean[k]:.2f} (max {mx[k]})" for k in mean)
@@ -293,8 +330,10 @@ def main() -> None:
     print("\n4. " + "\n".join(memory_lines(final[0]["memory"])))
     print(f"\nFigures: hil report {args.out_dir / 'metaplastic-dev-per-task-s0.h5'} --with "
           f"{args.out_dir / 'plain-dev-per-task-s0.h5'}")
+    run_wall = sum(r["wall"] for r in sel + final)
     print(f"Wall time: {wall / 60:.1f} min on {os.cpu_count()} cores, {args.jobs} jobs at a time "
-          f"({len(sel_configs)} selection runs, {len(frozen)} frozen-configuration runs)")
+          f"({len(sel_configs)} selection runs, {len(frozen)} frozen-configuration runs); the runs themselves "
+          f"{run_wall / 60:.1f} min summed (results kept in {args.out_dir}/*.json are reused, with their own wall time)")
 
 
 if __name__ == "__main__":
