@@ -84,7 +84,7 @@ def run_one(job: dict) -> dict:
 def make_jobs(args: argparse.Namespace) -> list[dict]:
     jobs = []
     for label, stress in conditions(args):
-        for rule in ("metaplastic", "plain"):
+        for rule in args.rules:
             for seed in args.seeds:
                 config = {
                     "name": f"sens-{label}-{rule}-{seed}", "seed": seed, "out": "unused.h5", "overwrite": True,
@@ -97,7 +97,7 @@ def make_jobs(args: argparse.Namespace) -> list[dict]:
                                  "lr_bn": args.lr},
                     "device": {"backend": "sim", "technology": TECHNOLOGY, "mapping": "offset-reference",
                                "tolerance": args.tolerance, "max_pulses": 20, "program_every": args.program_every,
-                               "refresh_tolerance": 0.10, "log_ops": False, **{f"{k}": v for k, v in stress.items()}},
+                               "refresh_tolerance": args.refresh_tolerance, "log_ops": False, **{f"{k}": v for k, v in stress.items()}},
                 }
                 jobs.append({"label": label, "stress": stress, "config": config})
     return jobs
@@ -113,11 +113,13 @@ def summarise(results: list[dict], labels: list[str]) -> list[str]:
              f"{'worn cells':>10s} {'events/dev':>10s}"]
     for label in labels:
         by_rule = {}
-        for rule in ("metaplastic", "plain"):
+        for rule in sorted({r["rule"] for r in results}, key=["metaplastic", "plain"].index):
             rs = [r for r in results if r["label"] == label and r["rule"] == rule]
             by_rule[rule] = rs
             lines.append(f"{label:18s} {rule:11s} {_ms([r['first'] for r in rs]):>22s} {_ms([r['last'] for r in rs]):>14s} "
                          f"{100 * np.mean([r['worn_fraction'] for r in rs]):9.2f}% {np.mean([r['events_mean'] for r in rs]):10.1f}")
+        if set(by_rule) != {"metaplastic", "plain"}:
+            continue
         adv = [m["first"] - p["first"] for m, p in zip(sorted(by_rule["metaplastic"], key=lambda r: r["seed"]),
                                                        sorted(by_rule["plain"], key=lambda r: r["seed"]))]
         lines.append(f"{label:18s} {'advantage':11s} {_ms(adv):>22s}   (metaplastic - plain, MNIST retention, paired by seed)")
@@ -141,6 +143,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--tolerance", type=float, default=0.05)
     ap.add_argument("--program-every", type=int, default=1)
+    ap.add_argument("--refresh-tolerance", type=float, default=0.10)
+    ap.add_argument("--rules", nargs="+", default=["metaplastic", "plain"], choices=["metaplastic", "plain"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="write the per-run results as JSON")
     args = ap.parse_args()
@@ -154,13 +158,16 @@ def main() -> None:
         labels = [l for l in labels if l in args.only]
         jobs = [j for j in jobs if j["label"] in labels]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = list(pool.map(run_one, jobs))
+    if args.workers == 1:  # in this process, one run after the other
+        results = [run_one(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            results = list(pool.map(run_one, jobs))
     wall = time.perf_counter() - t0
     print(f"device sensitivity, {TECHNOLOGY} preset; 784-{args.hidden}-10, epochs {args.epochs}, "
           f"train_limit {args.train_limit or 'all'}, validation {100 * args.val_fraction:.0f} % of each training set "
           f"(test sets never evaluated); m* = {args.m_star}, tolerance ±{100 * args.tolerance:.0f} %, "
-          f"program_every {args.program_every}; seeds {args.seeds}")
+          f"program_every {args.program_every}, refresh ±{100 * args.refresh_tolerance:.0f} %; seeds {args.seeds}")
     for line in summarise(results, labels):
         print(line)
     print(f"{len(jobs)} runs, {args.workers} workers, wall time {wall:.0f} s "

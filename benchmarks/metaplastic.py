@@ -22,9 +22,21 @@ Protocol (every number it prints follows it):
    per device by kind (Fig. 5b: level changes, retries, drift refreshes; plain vs metaplastic),
    and the memory comparison beside the paper's 15x.
 
-Runs go on a local process pool (``--jobs``, the machine has 2 cores); run files go to
-``--out-dir`` (``hil report`` draws them). ``--source bundled`` with a small ``--hidden`` and
-few ``--epochs`` checks the script in minutes; the numbers are then not the paper's setting.
+``--set KEY=VALUE`` fixes any dotted key for every run (reported as "not selected");
+``--protocols`` restricts the frozen runs to one BatchNorm protocol. Runs go one after the other
+in this process with ``--jobs 1``, else on a local process pool; run files go to ``--out-dir``
+(``hil report`` draws them), each with its result beside it (``<run>.json``, with the
+configuration it ran): rerunning the same command reuses finished runs, so an interrupted
+benchmark continues, and ``--protocols shared`` afterwards adds the shared-BN rows without
+rerunning the selection. ``--source bundled`` with a small ``--hidden`` and few ``--epochs``
+checks the script in minutes; the numbers are then not the paper's setting.
+
+The headline of the README was made with (validation selection between two verify tolerances,
+the rest fixed; 2 + 2 epochs, 784-512-10, instead of the paper's 50 + 50):
+
+    OMP_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir DATA_DIR --hidden 512 --epochs 2 2 \
+        --program-every 10 --m-star 10 --jobs 1 --protocols per-task --grid device.tolerance=0.15,0.3 \
+        --set device.refresh_tolerance=0.3 --set checkpoint_every_epoch=false
 """
 
 from __future__ import annotations

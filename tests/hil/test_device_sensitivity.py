@@ -24,7 +24,7 @@ def bench():
 def args(**over) -> argparse.Namespace:
     base = dict(data_dir=None, source="bundled", seeds=[1], factors=[1.0, 5.0], endurance=[3.0], only=None,
                 hidden=8, epochs=[1, 1], train_limit=300, val_fraction=0.2, m_star=4.0, lr=0.01, tolerance=0.05,
-                program_every=1)
+                program_every=1, refresh_tolerance=0.1, rules=["metaplastic", "plain"])
     base.update(over)
     return argparse.Namespace(**base)
 
