@@ -3,21 +3,16 @@ changed configuration runs again) and the inline executor of --jobs 1."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from script_loader import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_metaplastic", ROOT / "benchmarks" / "metaplastic.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("metaplastic")
 
 
 def tiny(bench, tmp_path, **dotted):
