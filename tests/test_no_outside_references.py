@@ -50,7 +50,7 @@ def test_no_project_file_cites_a_document_outside_the_project():
 
 def test_the_scan_catches_each_kind_of_outside_reference(tmp_path):
     samples = ["see " + "FIND" + "INGS.md", "--data-dir ../" + "sha" + "red/datasets",
-               "/" + "work/" + "sha" + "red/papers/x.md", "pap" + "ers/metaplasticity-multilevel-memristors.md"]
+               "/" + "work/" + "sha" + "red/pap" + "ers/x.md", "pap" + "ers/metaplasticity-multilevel-memristors.md"]
     files = []
     for k, text in enumerate(samples):
         f = tmp_path / f"f{k}.py"
