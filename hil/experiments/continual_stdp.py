@@ -519,6 +519,7 @@ class ContinualSTDPExperiment(Experiment):
         out = dict(self.results)
         out.update({f"stdp_{k}": float(v) for k, v in self.block.counts.items()})
         out["energy_J"] = float(sum(self.block.energy[k] for k in sorted(self.block.energy)))
+        out.update({f"energy_{k}_J": float(v) for k, v in self.block.energy.items()})
         out["wall_time_s"] = self.wall
         return out
 

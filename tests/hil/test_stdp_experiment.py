@@ -173,3 +173,33 @@ def test_cli_bad_experiment_file_names_field_and_writes_nothing(tmp_path: Path, 
     err = capsys.readouterr().err
     assert "stdp.n_neurons" in err and "5000" in err and "[1, 1000]" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_sweep_figures_5_6_9_10_from_sweep_rows(tmp_path: Path) -> None:
+    """Figs. 5, 6e-f, 9 and 10 are drawn from the rows of a sweep (mean over seeds); a sweep that
+    does not vary a figure's parameter does not claim that figure."""
+    from hil.experiments.continual_stdp_figures import draw_sweep
+    from hil.sweep.summary import ConfigRow, SweepSummary
+
+    def rows(grid: dict[str, list], metric_of) -> SweepSummary:
+        import itertools
+
+        keys = list(grid)
+        out = []
+        for combo in itertools.product(*grid.values()):
+            p = dict(zip(keys, combo))
+            out.append(ConfigRow(p, seeds=[0, 1], values={m: [v, v] for m, v in metric_of(p).items()}))
+        return SweepSummary(tmp_path, keys, out, {"done": len(out)}, {})
+
+    acc = lambda p: {"test_accuracy": 0.9, "val_accuracy": 0.91, "test_accuracy_untrained": 0.8,  # noqa: E731
+                     "filters_cf_val_accuracy": 0.7 + 1e3 * p.get("filters.i_c", 0), "filters_ff_val_accuracy": 0.6}
+    names = lambda paths: sorted(p.name for p in paths)  # noqa: E731
+    assert names(draw_sweep(rows({"filters.bits": [1, 4, 8]}, acc), tmp_path)) == ["continual_fig5_bits.png"]
+    got = names(draw_sweep(rows({"filters.i_c": [15e-6, 60e-6], "filters.v_stop": [-1.0, -2.8]}, acc), tmp_path))
+    assert got == ["continual_fig6_filters_cf_val_accuracy.png", "continual_fig6_filters_ff_val_accuracy.png"]
+    got = names(draw_sweep(rows({"filters.i_c": [15e-6, 60e-6], "dataset.name": ["mnist", "fashion-mnist"]}, acc), tmp_path))
+    assert got == ["continual_fig9_ic.png"]
+    assert names(draw_sweep(rows({"filters.untrained": [1, 5]}, acc), tmp_path)) == ["continual_fig10_untrained.png"]
+    assert draw_sweep(rows({"stdp.n_neurons": [10, 200]}, acc), tmp_path) == []
+    for p in tmp_path.glob("*.png"):
+        assert p.stat().st_size > 1000
