@@ -11,7 +11,7 @@ DIR``), mean ± std over seeds: accuracy against bits per weight (Fig. 5, swept
 ``filters.v_stop`` (contours of Fig. 6e-f, with ``filters.kind = "paper"``), accuracy against
 ``filters.i_c`` per dataset (Fig. 9), accuracy on the non-trained classes and global against
 ``filters.untrained`` (Fig. 10), and the spike rate over the stream with and without SFA
-(Fig. 11, swept ``stdp.sfa``). See ``examples/continual-stdp-sweep-*.toml``.
+(Fig. 11, swept ``stdp.sfa``). See ``examples/sweep-continual-stdp-*.toml``.
 """
 
 from __future__ import annotations
