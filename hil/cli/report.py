@@ -83,7 +83,24 @@ def sweep_report(sweep_dir: Path, out_dir: Path | None) -> int:
     print(format_table(summary))
     for path in draw(summary, out_dir or sweep_dir):
         print(path)
+    for path in _experiment_sweep_figures(summary, out_dir or sweep_dir):
+        print(path)
     return 0
+
+
+def _experiment_sweep_figures(summary, out_dir: Path) -> list[Path]:
+    """The experiment's own sweep figures (its ``report_sweep`` classmethod, if it has one)."""
+    from hil.experiments import registry
+    from hil.sweep.summary import read_definition
+    from hil.sweep.trial import run_path, trial_state
+
+    for t in read_definition(summary.out_dir)["trials"]:
+        if trial_state(summary.out_dir, t["name"]) == "done":
+            with open_run(run_path(summary.out_dir, t["name"])) as reader:
+                kind = reader.config.get("experiment")
+            builder = getattr(registry.get(kind), "report_sweep", None) if kind else None
+            return builder(summary, out_dir) if builder else []
+    return []
 
 
 def run(args: argparse.Namespace) -> int:

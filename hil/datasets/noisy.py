@@ -1,4 +1,4 @@
-"""Noisy MNIST and the validation split held out of a training set.
+"""Noisy MNIST (the validation split held out of a training set is :func:`hil.datasets.validation_split`).
 
 Noisy MNIST as the SiOx paper uses it (Muñoz-Martín, Bianchi et al., Fig. 9b): "20 % of random
 pixels in each MNIST pattern": in every image a fraction of the pixels, chosen at random, is
@@ -41,17 +41,3 @@ def noisy(dataset: Dataset, fraction: float = 0.2, seed: int = 0) -> Dataset:
     return Dataset(f"noisy-{dataset.name}", add_pixel_noise(dataset.x_train, fraction, rng_tr), dataset.y_train,
                    add_pixel_noise(dataset.x_test, fraction, rng_te), dataset.y_test, dataset.source)
 
-
-def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (train, validation) index arrays: ``fraction`` of each class held out, seeded."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation fraction = {fraction!r} is not allowed; allowed: a number in (0, 1)")
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        val.append(rng.choice(idx, int(round(fraction * idx.size)), replace=False))
-    v = np.sort(np.concatenate(val)) if val else np.zeros(0, np.intp)
-    keep = np.ones(len(labels), bool)
-    keep[v] = False
-    return np.flatnonzero(keep), v

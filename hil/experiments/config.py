@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from drivers.sim.presets import PRESETS
-from hil.experiments.schema import ConfigError, bad as _bad, build, check_choice as _choice, check_number as _num
+from hil.experiments.schema import ConfigError, RunFields, bad as _bad, build, check_choice as _choice, check_number as _num
+from hil.experiments.schema import validate_run_fields
 from hil.learning.metaplastic import META_UNITS
 from hil.mapping import MAPPINGS
 
@@ -86,11 +87,9 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(RunFields):
     name: str = "metaplastic"
-    seed: int = 0
     out: str = "metaplastic.h5"
-    overwrite: bool = False
     checkpoint_every_epoch: bool = True
     tasks: TasksConfig = field(default_factory=TasksConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -150,14 +149,9 @@ def technology_window_uS(technology: str) -> tuple[float, float]:
 
 def validate(cfg: RunConfig) -> None:
     """Raise :class:`ConfigError` for the first field outside its allowed range."""
-    if not isinstance(cfg.name, str) or not cfg.name:
-        raise _bad("name", cfg.name, "a non-empty string")
-    _num("seed", cfg.seed, 0, 2**63 - 1, integer=True)
-    if not isinstance(cfg.out, str) or not cfg.out.endswith((".h5", ".hdf5")):
-        raise _bad("out", cfg.out, "a file name ending in .h5 or .hdf5")
-    for name in ("overwrite", "checkpoint_every_epoch"):
-        if not isinstance(getattr(cfg, name), bool):
-            raise _bad(name, getattr(cfg, name), "true or false")
+    validate_run_fields(cfg)
+    if not isinstance(cfg.checkpoint_every_epoch, bool):
+        raise _bad("checkpoint_every_epoch", cfg.checkpoint_every_epoch, "true or false")
     t = cfg.tasks
     _choice("tasks.sequence", t.sequence, SEQUENCES)
     _num("tasks.n_tasks", t.n_tasks, 2, 20, integer=True)

@@ -42,13 +42,14 @@ from drivers.overlay.driver import MaxPoolOverlay, NumpyOverlay
 from drivers.overlay.reference import CODE_MAX, CODE_MIN, FixedPoint, Geometry
 from drivers.sim_array import SimArray
 from hil.bitslice import SCHEMES, BitSlicedFilters
-from hil.datasets import load_dataset
-from hil.datasets.noisy import holdout_split, noisy
+from hil.datasets import load_dataset, validation_split
+from hil.datasets.noisy import noisy
 from hil.experiments import registry
 from hil.experiments.runner import Experiment, StageContext
-from hil.experiments.schema import ConfigError, bad, build, check_bool, check_choice, check_number
+from hil.experiments.schema import ConfigError, RunFields, bad, build, check_bool, check_choice, check_number
+from hil.experiments.schema import validate_run_fields
 from hil.learning import filters as flt
-from hil.learning.stdp import STDPBlock, STDPParams, assign_labels, predict
+from hil.learning.stdp import DRIVES, STDPBlock, STDPParams, assign_labels, predict
 from hil.store import RunReader
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class DataCfg:
     source: str = "bundled"
     data_dir: str = ""
     noise: float = 0.0             # fraction of random pixels (noisy MNIST: 0.2)
-    validation: float = 0.1        # fraction of the training set held out (stratified, seeded)
+    validation: float = 0.1        # fraction of the training set held out (seeded)
     train_limit: int = 0           # 0 = all
     test_limit: int = 0
 
@@ -103,15 +104,14 @@ class STDPCfg(STDPParams):
 class RetrainCfg:
     enabled: bool = False
     rate: float = 0.02             # a filter whose bit appears in < rate (or > 1 - rate) of the stream is neglected
-    epochs: int = 2
+    epochs: int = 2                # epochs of filter training for the re-trained filters
+    stdp_epochs: int = 1           # passes of the STDP block over the stream after re-training
 
 
 @dataclass(frozen=True)
-class ContinualConfig:
+class ContinualConfig(RunFields):
     name: str = "continual-stdp"
-    seed: int = 0
     out: str = "continual-stdp.h5"
-    overwrite: bool = False
     dataset: DataCfg = field(default_factory=DataCfg)
     filters: FilterCfg = field(default_factory=FilterCfg)
     overlay: OverlayCfg = field(default_factory=OverlayCfg)
@@ -124,10 +124,7 @@ class ContinualConfig:
 
 def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
     """Range checks; ConfigError names field, value and allowed range."""
-    check_number("seed", cfg.seed, 0, 2**31 - 1, integer=True)
-    if not isinstance(cfg.out, str) or not cfg.out:
-        raise bad("out", cfg.out, "a file path ending in .h5")
-    check_bool("overwrite", cfg.overwrite)
+    validate_run_fields(cfg)
     d, f, o, s, r = cfg.dataset, cfg.filters, cfg.overlay, cfg.stdp, cfg.retrain
     check_choice("dataset.name", d.name, ("mnist", "fashion-mnist"))
     check_choice("dataset.source", d.source, ("auto", "full", "bundled"))
@@ -154,7 +151,7 @@ def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
         raise bad("overlay.bitstream", o.bitstream, "the path of maxpool_thresh.bit (required with backend = \"board\")")
     check_number("overlay.full_scale", o.full_scale, 1.0, 400.0)
     check_number("stdp.n_neurons", s.n_neurons, 1, 1000, integer=True)
-    check_number("stdp.vth0", s.vth0, 0.0, 1000.0, lo_open=True)
+    check_number("stdp.vth0", s.vth0, -1000.0, 1000.0)
     check_bool("stdp.sfa", s.sfa)
     check_number("stdp.sfa_gain", s.sfa_gain, 0.0, 1000.0)
     check_number("stdp.p_noise", s.p_noise, 0.0, 1.0)
@@ -168,11 +165,16 @@ def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
     check_number("stdp.v_stop_init", s.v_stop_init, -3.5, -0.3)
     if len(s.init_gate) != 2 or not 0.75 <= s.init_gate[0] <= s.init_gate[1] <= 1.4:
         raise bad("stdp.init_gate", list(s.init_gate), "[low, high] gate voltages with 0.75 <= low <= high <= 1.4 V")
+    check_choice("stdp.drive", s.drive, DRIVES)
+    check_number("stdp.sfa_decay_every", s.sfa_decay_every, 0, 10**6, integer=True)
+    check_number("stdp.v_stop_sfa_decay", s.v_stop_sfa_decay, -3.5, -0.3)
+    check_number("stdp.width_sfa_decay", s.width_sfa_decay, 1e-9, 1e-3)
     check_number("stdp.epochs", s.epochs, 1, 20, integer=True)
     check_choice("stdp.stream", s.stream, ("shuffled", "incremental"))
     check_bool("retrain.enabled", r.enabled)
     check_number("retrain.rate", r.rate, 0.0, 0.5)
     check_number("retrain.epochs", r.epochs, 1, 100, integer=True)
+    check_number("retrain.stdp_epochs", r.stdp_epochs, 0, 20, integer=True)
     return cfg
 
 
@@ -198,9 +200,8 @@ class ContinualSTDPExperiment(Experiment):
         x_tr, y_tr = ds.x_train, ds.y_train.astype(np.int64)
         if d.train_limit:
             x_tr, y_tr = x_tr[: d.train_limit], y_tr[: d.train_limit]
-        tr, va = holdout_split(y_tr, d.validation, cfg.seed)
-        self.x_train, self.y_train = x_tr[tr], y_tr[tr]
-        self.x_val, self.y_val = x_tr[va], y_tr[va]
+        self.x_train, self.y_train, self.x_val, self.y_val = validation_split(x_tr, y_tr, fraction=d.validation,
+                                                                              seed=[cfg.seed, 5])
         self.x_test, self.y_test = ds.x_test, ds.y_test.astype(np.int64)
         if d.test_limit:
             self.x_test, self.y_test = self.x_test[: d.test_limit], self.y_test[: d.test_limit]
@@ -262,7 +263,8 @@ class ContinualSTDPExperiment(Experiment):
         return names + (["retrain"] if self.cfg.retrain.enabled else [])
 
     def stage_work(self, i: int) -> int:
-        return {0: 1, 1: len(self.x_train) + len(self.x_val) + len(self.x_test), 2: len(self.order), 3: 1, 4: 1}[i]
+        retrain = 1 + self.cfg.retrain.stdp_epochs * (len(self.order) // self.cfg.stdp.epochs)
+        return {0: 1, 1: len(self.x_train) + len(self.x_val) + len(self.x_test), 2: len(self.order), 3: 1, 4: retrain}[i]
 
     # ------------------------------------------------------------------ filters and feature maps
     def _train_bank(self, x: np.ndarray, y: np.ndarray, classes: tuple[int, ...], n_filters: int, epochs: int,
@@ -327,37 +329,69 @@ class ContinualSTDPExperiment(Experiment):
             self.features[split] = self.feature_maps(x, ctx)
         ctx.metric("features.saturated_codes", float(self.saturated))
         # Fig. 12: appearance rate of every filter's bit over the training stream
-        rate = self.features["train"].reshape(len(self.x_train), -1, flt.N_FILTERS).any(axis=1).mean(axis=0)
-        for j, r in enumerate(rate):
+        for j, r in enumerate(self.appearance_rate("train")):
             ctx.metric("appearance_rate", float(r), step=j)
         acc = self._software_readout()
         ctx.metric("features.readout_val_accuracy", acc, step=0)
+        self.results["diag_ncm_val_accuracy"] = acc
+        kinds = self.bank.kinds
+        if np.any(kinds == "class"):  # paper Fig. 6: accuracy of the class filters and of the feature filters
+            self.results["filters_cf_val_accuracy"] = self._class_filter_accuracy()
+            self.results["filters_ff_val_accuracy"] = self._software_readout(np.flatnonzero(kinds == "feature"))
+            for k in ("filters_cf_val_accuracy", "filters_ff_val_accuracy"):
+                ctx.metric(k, self.results[k], step=0)
 
-    def _software_readout(self) -> float:
-        """Nearest-class-mean accuracy of the hardware feature maps on the validation split (a check only)."""
-        ftr, fva = self.features["train"].astype(np.float32), self.features["val"].astype(np.float32)
+    def _filter_bits(self, split: str, filters: np.ndarray) -> np.ndarray:
+        """Bits of ``filters`` (any window) of the hardware feature maps of ``split``, (n, len(filters)) float32."""
+        f = self.features[split]
+        return f.reshape(len(f), -1, flt.N_FILTERS)[:, :, filters].any(axis=1).astype(np.float32)
+
+    def _software_readout(self, filters: np.ndarray | None = None) -> float:
+        """Nearest-class-mean accuracy of the hardware feature maps (of ``filters`` only, default all) on
+        the validation split: a diagnostic of the feature map, not a result of the system."""
+        if filters is None:
+            ftr, fva = self.features["train"].astype(np.float32), self.features["val"].astype(np.float32)
+        else:
+            ftr, fva = self._filter_bits("train", filters), self._filter_bits("val", filters)
         means = np.stack([ftr[self.y_train == c].mean(axis=0) if np.any(self.y_train == c) else np.zeros(ftr.shape[1])
                           for c in range(10)])
         pred = np.argmin(((fva[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
         return float(np.mean(pred == self.y_val)) if len(pred) else math.nan
 
+    def _class_filter_accuracy(self) -> float:
+        """Mean balanced one-vs-rest accuracy of the class filters' bits on the validation split (Fig. 6a-b)."""
+        cf = np.flatnonzero(self.bank.kinds == "class")
+        bits = self._filter_bits("val", cf) > 0
+        accs = []
+        for k, c in enumerate(self.bank.classes[: cf.size]):  # class filter k recognises trained class k
+            pos = self.y_val == c
+            if pos.any() and (~pos).any():
+                accs.append(0.5 * (bits[pos, k].mean() + (~bits[~pos, k]).mean()))
+        return float(np.mean(accs)) if accs else math.nan
+
     def _stage_stdp(self, ctx: StageContext) -> None:
-        feats, block = self.features["train"], self.block
-        window, fired = 200, 0
-        for n, idx in enumerate(self.order, 1):
-            fired += block.present(feats[idx], learn=True) >= 0
-            if n % window == 0:
-                rate = fired / window
-                ctx.metric("stdp.spike_rate", rate, step=n)
-                ctx.metric("stdp.class_of_stream", float(self.y_train[idx]), step=n)
-                ctx.postfix({"spike rate": rate, "firings": block.counts["firings"]})
-                ctx.advance(window)
-                fired = 0
-        ctx.advance(len(self.order) % window)
+        self._stdp_pass(self.order, ctx, step0=0)
+        block = self.block
         for k, v in block.counts.items():
             ctx.metric(f"stdp.{k}", float(v), step=len(self.order))
         for k, v in block.energy.items():
             ctx.metric(f"energy.{k}_J", v, step=len(self.order))
+
+    def _stdp_pass(self, order: np.ndarray, ctx: StageContext, step0: int, window: int = 200) -> None:
+        """Online learning over ``order`` (indices of the training stream); the spike rate per window
+        and the class presented are logged at steps ``step0 + n``."""
+        feats, block = self.features["train"], self.block
+        fired = 0
+        for n, idx in enumerate(order, 1):
+            fired += block.present(feats[idx], learn=True) >= 0
+            if n % window == 0:
+                rate = fired / window
+                ctx.metric("stdp.spike_rate", rate, step=step0 + n)
+                ctx.metric("stdp.class_of_stream", float(self.y_train[idx]), step=step0 + n)
+                ctx.postfix({"spike rate": rate, "firings": block.counts["firings"]})
+                ctx.advance(window)
+                fired = 0
+        ctx.advance(len(order) % window)
 
     def _accuracies(self, prefix: str) -> dict[str, float]:
         win_tr = self.block.winners(self.features["train"])
@@ -381,27 +415,53 @@ class ContinualSTDPExperiment(Experiment):
         ctx.postfix({"test acc": res["test_accuracy"]})
         ctx.advance(1)
 
+    def appearance_rate(self, split: str = "train") -> np.ndarray:
+        """Fraction of the images of ``split`` in which each filter's bit appears (any window), (64,)."""
+        f = self.features[split]
+        return f.reshape(len(f), -1, flt.N_FILTERS).any(axis=1).mean(axis=0)
+
+    def neglected_filters(self) -> np.ndarray:
+        """Filters whose bit (almost) never or (almost) always appears over the training stream (paper Fig. 12)."""
+        rate, r = self.appearance_rate("train"), self.cfg.retrain.rate
+        return np.flatnonzero((rate < r) | (rate > 1 - r))
+
     def _stage_retrain(self, ctx: StageContext) -> None:
-        """Re-train the neglected filters from the clusters of the classification neurons (Fig. 13-14)."""
+        """Re-train the neglected filters from the clusters of the classification neurons (Figs. 12-14).
+
+        The training targets are the classes of the neurons that won each training pattern during
+        continual learning (never the dataset's labels directly: an untrained class is known only
+        through its neuron); only the cells of the re-trained filters are re-programmed; the STDP
+        block then keeps learning online over the stream (``retrain.stdp_epochs`` passes) with the
+        new feature maps, and is evaluated again (``retrained_*``).
+        """
         r = self.cfg.retrain
-        rate = self.features["train"].reshape(len(self.x_train), -1, flt.N_FILTERS).any(axis=1).mean(axis=0)
-        neglected = np.flatnonzero((rate < r.rate) | (rate > 1 - r.rate))
+        neglected = self.neglected_filters()
         ctx.metric("retrain.neglected", float(neglected.size))
-        if neglected.size:
-            clusters = predict(self.block.winners(self.features["train"]), self.neuron_labels)
-            keep = clusters >= 0
-            new = self._train_bank(self.x_train[keep], clusters[keep], tuple(range(10)), neglected.size, r.epochs,
-                                   self.cfg.seed + 7)
+        for j in neglected:
+            ctx.metric("retrain.neglected_filter", float(j), step=int(j))
+        clusters = predict(self.block.winners(self.features["train"]), self.neuron_labels)
+        keep = clusters >= 0
+        if neglected.size and not keep.any():
+            log.warning("re-training skipped: no classification neuron clustered any training pattern")
+        if neglected.size and keep.any():
+            new = self._train_bank(self.x_train[keep], clusters[keep], tuple(int(c) for c in np.unique(clusters[keep])),
+                                   neglected.size, r.epochs, self.cfg.seed + 7)
             full = flt.FilterBank(self.bank.weights.copy(), self.bank.vref.copy(), self.bank.bits,
-                                  self.bank.kinds.copy(), self.bank.classes, self.bank.pool)
+                                  self.bank.kinds.astype("U16"), self.bank.classes, self.bank.pool)
             full.weights[:, neglected], full.vref[neglected] = new.weights, new.vref
             full.kinds[neglected] = "retrained"
             self.bank = full
-            codes = self.bank.codes()
-            self.layout.program(self._arrays["filters"], codes, self.table, filters=neglected)
+            self.layout.program(self._arrays["filters"], self.bank.codes(), self.table, filters=neglected)
             self.configure_overlay()
             for split, x in (("train", self.x_train), ("val", self.x_val), ("test", self.x_test)):
                 self.features[split] = self.feature_maps(x)
+            rate = self.appearance_rate("train")
+            for j, v in enumerate(rate):
+                ctx.metric("retrain.appearance_rate", float(v), step=j)
+            n = len(self.order) // self.cfg.stdp.epochs  # one pass = one epoch of the stream's order
+            for e in range(r.stdp_epochs):
+                first = (e % self.cfg.stdp.epochs) * n
+                self._stdp_pass(self.order[first:first + n], ctx, step0=len(self.order) + e * n)
         res = self._accuracies("retrained_")
         self.results.update(res)
         for k, v in res.items():
@@ -459,6 +519,7 @@ class ContinualSTDPExperiment(Experiment):
         out = dict(self.results)
         out.update({f"stdp_{k}": float(v) for k, v in self.block.counts.items()})
         out["energy_J"] = float(sum(self.block.energy[k] for k in sorted(self.block.energy)))
+        out.update({f"energy_{k}_J": float(v) for k, v in self.block.energy.items()})
         out["wall_time_s"] = self.wall
         return out
 
@@ -467,3 +528,9 @@ class ContinualSTDPExperiment(Experiment):
         from hil.experiments.continual_stdp_figures import draw
 
         return draw(reader, Path(out_dir), stem)
+
+    @classmethod
+    def report_sweep(cls, summary, out_dir: Path) -> list[Path]:
+        from hil.experiments.continual_stdp_figures import draw_sweep
+
+        return draw_sweep(summary, Path(out_dir))

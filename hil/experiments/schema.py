@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 
@@ -84,3 +84,27 @@ def schema_paths(cls: type, prefix: str = "") -> list[str]:
         else:
             out.append(dotted)
     return out
+
+
+@dataclass(frozen=True)
+class RunFields:
+    """The run-level fields of every experiment file (the runner reads them by convention).
+
+    An experiment's configuration dataclass derives from this one and may give ``name`` and
+    ``out`` its own defaults by redeclaring them.
+    """
+
+    name: str = "run"
+    seed: int = 0
+    out: str = "run.h5"
+    overwrite: bool = False
+
+
+def validate_run_fields(cfg: RunFields) -> None:
+    """Raise :class:`ConfigError` for a run-level field (:class:`RunFields`) outside its range."""
+    if not isinstance(cfg.name, str) or not cfg.name:
+        raise bad("name", cfg.name, "a non-empty string")
+    check_number("seed", cfg.seed, 0, 2**63 - 1, integer=True)
+    if not isinstance(cfg.out, str) or not cfg.out.endswith((".h5", ".hdf5")):
+        raise bad("out", cfg.out, "a file name ending in .h5 or .hdf5")
+    check_bool("overwrite", cfg.overwrite)

@@ -18,14 +18,22 @@ neuron; they sit in the neuron's threshold circuit).
 
 One presentation (one image), vectorised over neurons and synapses:
 
-1. **Integration**: the feature lines carry the feature map (1 = a spike), the noise line an
-   uncorrelated noise spike (probability ``p_noise``). The neuron currents are ``array.mvm`` of
-   the measured conductances; a non-leaky integrate-and-fire neuron charged for the window
-   reaches ``V_j = I_j / (v_read * g_unit)`` (in units of one fully potentiated synapse).
-2. **Winner-take-all**: the neuron that crosses its threshold first, i.e. the largest
-   ``V_j / V_TH_j`` (constant currents cross at ``t = C V_TH / I``), fires if ``V_j > V_TH_j``;
-   lateral inhibition keeps the others silent (Diehl & Cook, Front. Comput. Neurosci. 9:99,
-   2015, adaptive thresholds).
+1. **Integration**: the feature lines carry the feature map, the noise line an uncorrelated noise
+   spike (probability ``p_noise``). The neuron currents are ``array.mvm`` of the measured
+   conductances; a non-leaky integrate-and-fire neuron charged for the window reaches
+   ``V_j = I_j / (v_read * g_unit)`` (in units of one fully potentiated synapse). With
+   ``drive = "unipolar"`` a line carries ``+v_read`` for a 1 bit and nothing for a 0 bit, so
+   ``V_j = x . w_j``: a neuron with many potentiated synapses gathers the most charge for any
+   input (the dot-product bias). With ``drive = "bipolar"`` (default) a 0 bit drives its line at
+   ``-v_read``: ``V_j = (2x - 1) . w_j = 2 x . w_j - sum(w_j)``, which for a binary ``x`` and
+   weights ``w`` in [0, 1] is ``|x| - L1(x, w_j)``: the neuron whose weights are nearest to the
+   pattern in L1 (Hamming) distance integrates the most, with one MVM and no host-side
+   normalisation (the column's total conductance is subtracted by the array itself).
+2. **Winner-take-all**: the neuron with the largest excess ``V_j - V_TH_j`` fires if that excess
+   is positive; lateral inhibition keeps the others silent. The adaptation adds to the firing
+   threshold as the adaptive threshold ``theta`` of Diehl & Cook (Front. Comput. Neurosci. 9:99,
+   2015), a neuron firing when ``v > v_thresh + theta``. With the bipolar drive ``V`` can be
+   negative, so ``vth0`` may be zero or negative.
 3. **STDP on the winner's column**: feature lines that spiked (before the post spike) get one
    partial SET at gate ``v_gate_ltp`` (potentiation). Background lines (no pattern spike) receive
    the noise line's uncorrelated spikes: each one, with probability ``p_noise``, has a noise spike
@@ -33,6 +41,11 @@ One presentation (one image), vectorised over neurons and synapses:
    Pattern lines are never depressed: their spike is the one that preceded the post spike.
 4. **SFA**: the winner's SFA device gets one partial SET at gate ``v_gate_sfa``; it is read back
    once, and the neuron's threshold becomes ``V_TH = vth0 + sfa_gain * (G_sfa - G_sfa,0) / g_unit``.
+   **Relaxation of the adaptation**: every ``sfa_decay_every`` presentations (0 = never) all SFA
+   devices get one partial RESET to ``v_stop_sfa_decay`` (one pulse per neuron, vectorised) and
+   are read back, so the threshold of a neuron that stopped firing falls again (the adaptive
+   threshold of Diehl & Cook 2015 rises by a step per spike and decays; a SiOx device that can
+   only be SET would saturate, every busy neuron ending at the same threshold).
 
 Every update is a device pulse through the :class:`~drivers.array.CrossbarArray` API (logged to
 the run store, counted for endurance). Energy of each operation (J) is estimated from its
@@ -68,10 +81,14 @@ class STDPParams:
         init_gate: (low, high) gate range of the random initial SET of the synapses, V: each
             synapse gets one full SET under a compliance drawn uniformly in this gate range, so
             the neurons start with random weights (Diehl & Cook 2015 start from random weights).
+        drive: ``"bipolar"`` (a 0 bit drives its line at ``-v_read``: L1 nearest-prototype
+            integration) or ``"unipolar"`` (a 0 bit leaves its line at 0 V), see the module doc.
+        sfa_decay_every: presentations between two partial RESETs of all SFA devices (0 = never).
+        v_stop_sfa_decay: stop voltage of that partial RESET, V; width_sfa_decay its width, s.
     """
 
     n_neurons: int = 100
-    vth0: float = 8.0
+    vth0: float = -4.0
     sfa: bool = True
     sfa_gain: float = 16.0
     p_noise: float = 1.0
@@ -85,11 +102,18 @@ class STDPParams:
     width_sfa: float = 1e-6
     v_stop_init: float = -2.0
     init_gate: tuple[float, float] = (0.75, 0.95)
+    drive: str = "bipolar"
+    sfa_decay_every: int = 100
+    v_stop_sfa_decay: float = -1.0
+    width_sfa_decay: float = 1e-6
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["init_gate"] = list(self.init_gate)
         return d
+
+
+DRIVES = ("bipolar", "unipolar")
 
 
 class STDPBlock:
@@ -114,7 +138,10 @@ class STDPBlock:
         self.g_unit = self.g_lrs
         self.vth = np.full(params.n_neurons, params.vth0)
         self.g_sfa0 = np.zeros(params.n_neurons)
-        self.counts = {"firings": 0, "set_pulses": 0, "reset_pulses": 0, "sfa_pulses": 0, "presentations": 0}
+        if params.drive not in DRIVES:
+            raise ValueError(f"drive = {params.drive!r} is not allowed; allowed: one of {list(DRIVES)}")
+        self.counts = {"firings": 0, "set_pulses": 0, "reset_pulses": 0, "sfa_pulses": 0, "sfa_decay_pulses": 0,
+                       "presentations": 0}
         self.energy = {"set": 0.0, "reset": 0.0, "sfa": 0.0, "mvm": 0.0}
         self._cols = np.arange(params.n_neurons)
         self.fired = np.zeros(params.n_neurons, dtype=np.int64)  # firings per neuron while learning
@@ -137,9 +164,14 @@ class STDPBlock:
     # ------------------------------------------------------------------ one image
     def _drive(self, bits: np.ndarray) -> np.ndarray:
         x = np.zeros(self.n_in + 2)
-        x[: self.n_in] = bits
+        x[: self.n_in] = self.line_levels(bits)
         x[self.n_in] = float(self.rng.random() < self.p.p_noise)
         return x
+
+    def line_levels(self, bits: np.ndarray) -> np.ndarray:
+        """Read amplitudes (fractions of ``v_read``) of the feature lines for feature maps ``bits`` (..., n_in)."""
+        b = np.asarray(bits, dtype=float)
+        return 2.0 * b - 1.0 if self.p.drive == "bipolar" else b
 
     def potentials(self, x: np.ndarray) -> np.ndarray:
         """Membrane potentials at the end of the window for drive vectors ``x`` (n, n_in + 2), in synapses."""
@@ -151,10 +183,12 @@ class STDPBlock:
         """Present one feature map (n_in,) bool; returns the neuron that fired, or -1."""
         p, a = self.p, self.array
         self.counts["presentations"] += 1
+        if learn and p.sfa and p.sfa_decay_every and self.counts["presentations"] % p.sfa_decay_every == 0:
+            self._relax_sfa()
         v = self.potentials(self._drive(bits))
-        margin = v / self.vth
+        margin = v - self.vth
         w = int(np.argmax(margin))
-        if v[w] <= self.vth[w]:
+        if margin[w] <= 0.0:
             return -1
         self.counts["firings"] += 1
         if not learn:
@@ -182,8 +216,18 @@ class STDPBlock:
             self.vth[w] = p.vth0 + p.sfa_gain * max(g - self.g_sfa0[w], 0.0) / self.g_unit
         return w
 
+    def _relax_sfa(self) -> None:
+        """One partial RESET of every SFA device, read back; thresholds follow (vectorised over neurons)."""
+        p, a = self.p, self.array
+        cells = (self.n_in + 1) * p.n_neurons + self._cols
+        a.reset_pulse(cells, v_stop=p.v_stop_sfa_decay, width=p.width_sfa_decay)
+        g = a.read_cells(cells)
+        self.counts["sfa_decay_pulses"] += cells.size
+        self.energy["sfa"] += float(p.v_stop_sfa_decay**2 * np.sum(np.maximum(g, 0.0)) * p.width_sfa_decay)
+        self.vth = p.vth0 + p.sfa_gain * np.maximum(g - self.g_sfa0, 0.0) / self.g_unit
+
     def winners(self, bits: np.ndarray, chunk: int = 2048) -> np.ndarray:
-        """Frozen-weight WTA winner of each feature map (n, n_in): the largest ``V / V_TH`` among the
+        """Frozen-weight WTA winner of each feature map (n, n_in): the largest ``V - V_TH`` among the
         neurons that fired while learning (a neuron that never fired holds its random initial
         weights, no pattern); -1 if none has."""
         out = np.full(len(bits), -1, dtype=np.int64)
@@ -193,8 +237,8 @@ class STDPBlock:
         for s in range(0, len(bits), chunk):
             b = np.asarray(bits[s:s + chunk], float)
             x = np.zeros((len(b), self.n_in + 2))
-            x[:, : self.n_in] = b
-            margin = self.potentials(x) / self.vth
+            x[:, : self.n_in] = self.line_levels(b)
+            margin = self.potentials(x) - self.vth
             margin[:, silent] = -np.inf
             out[s:s + chunk] = np.argmax(margin, axis=1)
         return out

@@ -10,11 +10,12 @@ from calibration.table import default_table
 from drivers.overlay.driver import NumpyOverlay
 from drivers.overlay.reference import Geometry
 from drivers.sim.presets import get_preset
+from drivers.oplog import OpKind
 from drivers.sim_array import SimArray
 from hil.bitslice import BitSlicedFilters
 from hil.datasets.cifar10 import RECORD, load_cifar10, to_filter_input
 from hil.datasets.idx import ChecksumError
-from hil.datasets.noisy import add_pixel_noise, holdout_split
+from hil.datasets.noisy import add_pixel_noise
 from hil.learning import filters as flt
 from hil.learning.stdp import STDPBlock, STDPParams
 
@@ -129,9 +130,10 @@ def block(n_in=8, n=4, **kw) -> STDPBlock:
     return b
 
 
-def test_firing_raises_threshold_through_sfa_device() -> None:
-    b = block(vth0=0.05, sfa_gain=10.0, p_noise=0.0, v_pulse_sfa=1.6)
-    bits = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+@pytest.mark.parametrize("drive", ["bipolar", "unipolar"])
+def test_firing_raises_threshold_through_sfa_device(drive: str) -> None:
+    b = block(vth0=0.05, sfa_gain=10.0, p_noise=0.0, v_pulse_sfa=1.6, drive=drive)
+    bits = np.array([1, 1, 1, 1, 1, 1, 1, 0], bool)
     sfa_cells = 9 * 4 + np.arange(4)
     g0 = b.array.conductance().reshape(-1)[sfa_cells]
     w = b.present(bits)
@@ -140,13 +142,66 @@ def test_firing_raises_threshold_through_sfa_device() -> None:
     others = np.arange(4) != w
     assert g1[w] > 1.2 * g0[w] and np.allclose(g1[others], g0[others], rtol=0.01)  # relaxation only
     assert b.vth[w] > 0.05 and np.all(b.vth[np.arange(4) != w] == 0.05)
-    off = block(vth0=0.05, sfa_gain=10.0, p_noise=0.0, sfa=False)
+    off = block(vth0=0.05, sfa_gain=10.0, p_noise=0.0, sfa=False, drive=drive)
     off.present(bits)
     assert off.present(bits) >= 0 and np.all(off.vth == 0.05)
 
 
+def test_sfa_relaxes_by_partial_reset_of_its_device() -> None:
+    """The adaptation decays: every sfa_decay_every presentations each SFA device gets one partial
+    RESET (a logged device pulse) and the threshold follows it down, never below vth0."""
+    kw = dict(vth0=0.05, sfa_gain=10.0, p_noise=0.0, v_pulse_sfa=1.6, v_stop_sfa_decay=-1.3)
+    b = block(sfa_decay_every=4, **kw)
+    ops = []
+    b.array.add_listener(ops.append)
+    bits = np.array([1, 1, 1, 1, 1, 1, 1, 0], bool)
+    w = b.present(bits)
+    vth_up = b.vth[w]
+    assert vth_up > 0.05
+    sfa_cells = 9 * 4 + np.arange(4)
+    g_up = b.array.conductance().reshape(-1)[sfa_cells]
+    b.p = dataclasses.replace(b.p, vth0=1e3)  # nothing can fire now: only the relaxation acts
+    b.vth = b.vth + (1e3 - 0.05)
+    for _ in range(7):  # presentations 2..8: relaxations at 4 and 8
+        assert b.present(bits) == -1
+    g_down = b.array.conductance().reshape(-1)[sfa_cells]
+    assert g_down[w] < 0.9 * g_up[w]
+    assert b.counts["sfa_decay_pulses"] == 2 * 4
+    assert b.vth[w] - 1e3 < vth_up - 0.05 and np.all(b.vth >= 1e3)
+    sfa_resets = [o for o in ops if o.kind == OpKind.RESET and np.all(o.rows == 9)]
+    assert len(sfa_resets) == 2 and all(o.cols.size == 4 for o in sfa_resets)  # logged device pulses
+    never = block(sfa_decay_every=0, **kw)
+    never.present(bits)
+    for _ in range(7):
+        never.present(np.zeros(8, bool))
+    assert never.counts["sfa_decay_pulses"] == 0
+
+
+@pytest.mark.parametrize("drive", ["bipolar", "unipolar"])
+def test_drive_selects_nearest_prototype_or_largest_dot_product(drive: str) -> None:
+    """Bipolar drive: the winner is the neuron nearest in L1 to the pattern (no dot-product bias);
+    unipolar: the largest x . G. Computed by the array's MVM, checked against the true conductances."""
+    n_in, n = 16, 6
+    b = block(n_in=n_in, n=n, sfa=False, p_noise=0.0, drive=drive)
+    rng = np.random.default_rng(4)
+    gates = rng.uniform(0.8, 1.2, n_in * n)
+    b.array.reset_pulse(np.arange(n_in * n), v_stop=-2.0)
+    b.array.set_pulse(np.arange(n_in * n), v_gate=gates, v_pulse=2.2)
+    b.fired[:] = 1
+    x = rng.random((400, n_in)) < rng.uniform(0.2, 0.8, (400, 1))
+    g = b.array.conductance()[:n_in]
+    if drive == "bipolar":
+        want = np.argmin(np.abs(x[:, :, None] - g[None] / g.max()).sum(1), axis=1)  # L1-nearest weights
+    else:
+        want = np.argmax(x.astype(float) @ g, axis=1)
+    got = b.winners(x)
+    assert np.mean(got == want) > 0.9  # read noise flips near-ties only
+    other = np.argmax(x.astype(float) @ g, axis=1) if drive == "bipolar" else np.argmax((2.0 * x - 1.0) @ g, axis=1)
+    assert np.mean(got == other) < 0.8  # and the two drives really differ
+
+
 def test_noise_depresses_background_not_pattern() -> None:
-    b = block(vth0=0.1, p_noise=1.0, sfa=False, v_stop_ltd=-1.4)
+    b = block(vth0=-4.0, p_noise=1.0, sfa=False, v_stop_ltd=-1.4)
     n = 4
     # potentiate everything first, so depression is visible
     b.array.set_pulse(np.arange(8 * n), v_gate=1.2, v_pulse=2.2)
@@ -160,8 +215,9 @@ def test_noise_depresses_background_not_pattern() -> None:
     np.testing.assert_allclose(g1[:, others], g0[:, others], rtol=0.01)
 
 
-def test_new_class_takes_its_own_neuron() -> None:
-    b = block(n_in=16, n=4, vth0=0.05, sfa_gain=1.0, p_noise=1.0, v_pulse_ltp=1.4, v_stop_ltd=-1.2)
+@pytest.mark.parametrize("drive, vth0", [("bipolar", -4.0), ("unipolar", 0.05)])
+def test_new_class_takes_its_own_neuron(drive: str, vth0: float) -> None:
+    b = block(n_in=16, n=4, vth0=vth0, sfa_gain=1.0, p_noise=1.0, v_pulse_ltp=1.4, v_stop_ltd=-1.2, drive=drive)
     a = np.zeros(16, bool)
     a[:6] = True
     c = np.zeros(16, bool)
@@ -182,13 +238,6 @@ def test_pixel_noise_seeded_fraction() -> None:
     np.testing.assert_array_equal(n1, n2)
     changed = (n1 != 0).reshape(5, -1).sum(1)
     assert np.all(changed <= 157) and np.all(changed > 140)  # 157 pixels drawn, a few land on 0
-
-
-def test_holdout_split_stratified_disjoint() -> None:
-    y = np.repeat(np.arange(10), 50)
-    tr, va = holdout_split(y, 0.2, 0)
-    assert np.intersect1d(tr, va).size == 0 and tr.size + va.size == 500
-    assert np.all(np.bincount(y[va]) == 10)
 
 
 def test_cifar10_binary_loader(tmp_path) -> None:
