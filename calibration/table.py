@@ -38,7 +38,6 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,8 @@ class TableError(CalibrationDataError):
 
 
 def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # only when a table is written
+
     try:
         return version("memristor-hil")
     except PackageNotFoundError:

@@ -4,11 +4,6 @@ Top layer: experiments, program-and-verify algorithms, the HDF5 run store and th
 ``hil`` command line. Imports :mod:`calibration` and :mod:`drivers`, never the reverse.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("memristor-hil")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.1.0+src"
+from hil._version import __version__
 
 __all__ = ["__version__"]

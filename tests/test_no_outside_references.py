@@ -65,3 +65,12 @@ def test_the_scan_catches_each_kind_of_outside_reference(tmp_path):
     finally:
         ROOT = old
     assert len(found) == len(samples) and all(":2:" in line for line in found)
+
+
+def test_version_is_the_installed_distributions():
+    """hil._version is the one place of the version: the installed metadata must agree."""
+    from importlib.metadata import version
+
+    import hil
+
+    assert hil.__version__ == version("memristor-hil")

@@ -20,7 +20,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from calibration.fit import fit
 from calibration.table import apply_levels, build_table
@@ -131,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
                       "shape": list(array.shape), "seed": args.seed, "margin": args.margin}
             with RunStore.create(run_path, config=config, seed=args.seed, backend=backend,
                                  instruments=array.identity(), overwrite=args.overwrite) as store:
+                from tqdm import tqdm
+
                 bar = tqdm(total=plan.n_steps(conditions), desc="characterise", unit="step", dynamic_ncols=True,
                            mininterval=0.2)
                 try:

@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tqdm import tqdm
 
 from drivers.array import CrossbarArray
 from drivers.sim.presets import PRESETS
@@ -61,6 +60,8 @@ def make_sim_array(args: argparse.Namespace, shape: tuple[int, int]) -> Crossbar
 @contextlib.contextmanager
 def progress_bar(total: int, desc: str, unit: str = "cell") -> Iterator[callable]:
     """A tqdm bar driven by ``update(done, total)`` callbacks (as program_verify gives)."""
+    from tqdm import tqdm  # only when a bar is shown (the import costs ~50 ms of every command)
+
     bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.2)
 
     def update(done: int, _total: int) -> None:

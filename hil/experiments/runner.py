@@ -66,7 +66,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from tqdm import tqdm
 
 from drivers.array import CrossbarArray
 from hil import provenance
@@ -93,7 +92,7 @@ class StageContext:
         step: the last metric step logged so far (continues across a resume).
     """
 
-    def __init__(self, store: RunStore | None, bar: tqdm | None, stage: int, stage_name: str, step: int = 0) -> None:
+    def __init__(self, store: RunStore | None, bar: Any | None, stage: int, stage_name: str, step: int = 0) -> None:
         self.store = store
         self.bar = bar
         self.stage = stage
@@ -293,14 +292,19 @@ def _drive(exp: Experiment, store: RunStore, first: int, step: int, *, initial_c
     if initial_checkpoint:
         _checkpoint(store, exp, first, step)
     done_work = sum(exp.stage_work(j) for j in range(first))
-    bar = tqdm(total=exp.total_work(), initial=done_work, desc=exp.label(), unit="", disable=not progress,
-               dynamic_ncols=True, mininterval=0.5)
+    bar = None
+    if progress:  # tqdm is imported only for a bar (its import costs ~50 ms of every sweep trial)
+        from tqdm import tqdm
+
+        bar = tqdm(total=exp.total_work(), initial=done_work, dynamic_ncols=True, mininterval=0.5, desc=exp.label(),
+                   unit="")
     i = first
     try:
         for i in range(first, n):
             if stop_after is not None and i >= stop_after:
                 break
-            bar.set_description(f"{exp.label()} [{names[i]}]")
+            if bar is not None:
+                bar.set_description(f"{exp.label()} [{names[i]}]")
             ctx = StageContext(store, bar, i, names[i], step)
             exp.run_stage(i, ctx)
             step = ctx.step
@@ -310,7 +314,8 @@ def _drive(exp: Experiment, store: RunStore, first: int, step: int, *, initial_c
         else:
             i = n
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     complete = i >= n
     summary: dict[str, float] = {}
     if complete:
