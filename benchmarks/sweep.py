@@ -1,7 +1,7 @@
 """Wall time of the same 8 sweep trials with 1 and 2 workers, local pool and Dask LocalCluster.
 
-    PYTHONPATH=. python benchmarks/sweep.py                 # trials of ~30 s each on an idle core
-    PYTHONPATH=. python benchmarks/sweep.py --size medium   # ~10 s trials
+    PYTHONPATH=. python benchmarks/sweep.py                 # trials of ~34 s each on an idle core
+    PYTHONPATH=. python benchmarks/sweep.py --size medium   # ~11 s trials
     PYTHONPATH=. python benchmarks/sweep.py --size short    # ~1 s trials (overhead dominated)
 
 Each trial is a metaplastic run (software backend, bundled subsets) with its own seed. Printed per
@@ -27,8 +27,8 @@ from hil.sweep.trial import run_path
 
 SIZES = {  # (epochs per task, training images per task, hidden width)
     "short": ([1, 1], 500, 32),     # ~1 s of run per trial: the overhead dominates
-    "medium": ([3, 3], 0, 256),     # ~10 s of run per trial on an idle core
-    "long": ([10, 10], 0, 256),     # ~30 s of run per trial on an idle core
+    "medium": ([4, 4], 0, 256),     # ~11 s of run per trial on an idle core (one BLAS thread)
+    "long": ([12, 12], 0, 256),     # ~34 s of run per trial on an idle core (one BLAS thread)
 }
 
 EXPERIMENT = """experiment = "metaplastic"

@@ -30,7 +30,6 @@ raises :class:`BenchConfigError` naming the field, the value and the allowed ran
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -44,12 +43,8 @@ from drivers.pulse_source import PulserConfig, cell_to_pulse_amplitude, make_pul
 from drivers.sim.presets import PRESETS
 from drivers.technology import Technology, Transistor
 from drivers.timing import BenchTiming
+from drivers.tomlfile import read_toml
 from drivers.transport import SerialTransport, Transport, VisaTransport
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 
@@ -393,17 +388,7 @@ def _check_smu_pulse_widths(config: BenchConfig) -> None:
 
 def load_bench(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> BenchConfig:
     """Read and validate a bench TOML file; ``overrides`` replace fields per section."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchConfigError(f"bench file {str(path)!r} not found") from None
-    except UnicodeDecodeError as exc:
-        raise BenchConfigError(f"bench file {str(path)!r} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BenchConfigError(f"bench file {str(path)!r} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise BenchConfigError(f"bench file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    data = read_toml(path, "bench file", BenchConfigError)
     for section, values in (overrides or {}).items():
         _table(data, section, section)
         data.setdefault(section, {}).update(values)

@@ -58,15 +58,7 @@ class SafetyLimits:
 
     def check_range(self, name: str, value: float | np.ndarray, low: float, high: float, unit: str) -> None:
         """Raise :class:`SafetyLimitError` unless ``low <= value <= high`` element-wise."""
-        arr = np.asarray(value, dtype=float)
-        if arr.size == 0:
-            return
-        if not np.all(np.isfinite(arr)):
-            raise SafetyLimitError(f"{name} must be finite, got {value!r}")
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < low or hi > high:
-            bad = lo if lo < low else hi
-            raise SafetyLimitError(f"{name}={bad:.6g} {unit} outside the allowed range [{low:.6g}, {high:.6g}] {unit}")
+        _check_range("", name, value, low, high, unit, "the allowed range")
 
     def check_pulse(self, v_pulse: float | np.ndarray, width: float | np.ndarray) -> None:
         """Check a pulse amplitude (V) and width (s)."""
@@ -125,12 +117,19 @@ def check_numbers(command: str, name: str, values: object, unit: str = "") -> np
 def check_in(command: str, name: str, value: float | np.ndarray, low: float, high: float, unit: str) -> None:
     """Instrument (model) limit: ``low <= value <= high`` element-wise, else SafetyLimitError
     naming the command, the value and the allowed range."""
+    _check_range(f"{command}: ", name, value, low, high, unit, "the instrument's range")
+
+
+def _check_range(prefix: str, name: str, value: float | np.ndarray, low: float, high: float, unit: str,
+                 scope: str) -> None:
+    """SafetyLimitError ``"<prefix><name>=<worst> <unit> outside <scope> [low, high]"`` unless every
+    element of ``value`` is finite and within ``[low, high]``."""
     arr = np.asarray(value, dtype=float)
     if arr.size == 0:
         return
     if not np.all(np.isfinite(arr)):
-        raise SafetyLimitError(f"{command}: {name} must be finite")
+        raise SafetyLimitError(f"{prefix}{name} must be finite, got {value!r}")
     lo, hi = float(arr.min()), float(arr.max())
     if lo < low or hi > high:
         bad = lo if lo < low else hi
-        raise SafetyLimitError(f"{command}: {name}={bad:.6g} {unit} outside the instrument's range [{low:.6g}, {high:.6g}] {unit}")
+        raise SafetyLimitError(f"{prefix}{name}={bad:.6g} {unit} outside {scope} [{low:.6g}, {high:.6g}] {unit}")

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from drivers import tomlfile
 from hil.experiments.schema import ConfigError
 
 if TYPE_CHECKING:
@@ -121,18 +116,8 @@ def parse_experiment(data: dict[str, Any], base_dir: Path | None = None) -> tupl
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """The raw mapping of a TOML file (ConfigError when missing or not TOML)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file {str(path)!r} does not exist")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    """The raw mapping of a TOML experiment file (ConfigError when missing or not TOML)."""
+    return tomlfile.read_toml(path, "experiment file", ConfigError)
 
 
 def load_experiment(path: str | Path) -> tuple[type[Experiment], Any]:

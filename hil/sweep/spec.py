@@ -37,16 +37,11 @@ import itertools
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from drivers import tomlfile
 from hil.experiments.schema import ConfigError
 
 EXECUTORS = ("local", "dask")
@@ -114,12 +109,7 @@ def _bad(path: str, value: Any, allowed: str) -> ConfigError:
 def load_sweep(path: str | Path, out_dir: str | Path | None = None) -> SweepPlan:
     """Read, expand and validate the sweep file ``path`` (every trial; nothing is written)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data = tomlfile.read_toml(path, "sweep file", ConfigError)
     try:
         return parse_sweep(data, path, out_dir)
     except ConfigError as exc:

@@ -30,6 +30,12 @@ from pathlib import Path
 #: Environment of every trial: one BLAS / OpenMP thread (one trial per core).
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
+#: Variables a Dask nanny sets for its worker's own memory management (``distributed.nanny.
+#: pre-spawn-environ``), not for the trial it starts: ``MALLOC_TRIM_THRESHOLD_=65536`` makes glibc
+#: return every freed numpy temporary to the kernel and measured 2.1x slower metaplastic runs
+#: (9.9 s against 20.9 s for the same 3 + 3 epoch run). A trial runs with the default allocator.
+WORKER_ONLY_ENV = ("MALLOC_TRIM_THRESHOLD_",)
+
 FAILED_SUFFIX = ".failed.json"
 
 
@@ -90,7 +96,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def child_env(pythonpath: str = "") -> dict[str, str]:
-    env = dict(os.environ)
+    """The environment of a trial subprocess: this one's, single-threaded BLAS, without the
+    executor's own allocator settings (:data:`WORKER_ONLY_ENV`), ``pythonpath`` first."""
+    env = {k: v for k, v in os.environ.items() if k not in WORKER_ONLY_ENV}
     env.update(SINGLE_THREAD_ENV)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH", "")) if p)

@@ -92,7 +92,7 @@ def test_operating_overrides_and_read_voltage_above_limit():
 
 
 def test_missing_file_and_bad_toml(tmp_path):
-    with pytest.raises(BenchConfigError, match="not found"):
+    with pytest.raises(BenchConfigError, match="does not exist"):
         load_bench(tmp_path / "nope.toml")
     p = tmp_path / "bad.toml"
     p.write_text("[bench\nshape = 3")

@@ -149,11 +149,14 @@ def test_trial_files_rerun_alone_with_the_trials_configuration(tmp_path):
     assert json.loads((plan.out_dir / "sweep.json").read_text())["trials"][0]["params"] == trial.params
 
 
-def test_trials_run_single_threaded():
+def test_trials_run_single_threaded(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what a Dask nanny gives its worker
+    monkeypatch.setenv("HIL_SOMETHING", "kept")
     env = child_env("/somewhere")
     for k, v in SINGLE_THREAD_ENV.items():
         assert env[k] == "1", k
     assert env["PYTHONPATH"].split(os.pathsep)[0] == "/somewhere"
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and env["HIL_SOMETHING"] == "kept"
 
 
 # ---------------------------------------------------------------------------- local executor
