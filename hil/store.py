@@ -22,8 +22,10 @@ operation are documented in ``hil/SCHEMA.md`` (schema :data:`SCHEMA_VERSION`). I
 The writer uses ``libver=("v110", "v114")`` (the oldest that keeps SWMR with object creation;
 readable by HDF5 1.10 / 1.14 tools) and switches to SWMR mode at once, so a second process can
 open it with :func:`open_run` while it grows. Buffered operations are flushed every
-``flush_interval`` seconds by a timer thread (all HDF5 calls are serialised by one lock, so a
-flush never falls inside a half-done write), which also refreshes the writer's heartbeat.
+``flush_interval`` seconds by a flush thread (all HDF5 calls are serialised by one lock, so a
+flush never falls inside a half-done write), which also refreshes the writer's heartbeat, and at
+once when :data:`FLUSH_RECORDS` records are buffered: the flush takes the buffers and compresses
+and writes them (h5py releases the GIL inside HDF5) while the caller goes on buffering new ones.
 
 A write error (disk full, I/O error) stops the run with a :class:`StoreError` naming the file and
 the cause; the file is marked failed when the disk still accepts that, and ``/ops/extent`` keeps
@@ -855,13 +857,18 @@ def _decode_cells(delta: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Flat cell indices from the per-batch delta code of ``/ops/cell`` (``n`` records per batch).
 
     Within a batch, record 0 holds the flat index and each later record the difference to the
-    previous one, modulo 2**32; a running sum restarted at every batch, modulo 2**32, decodes it.
+    previous one, modulo 2**32. Decoded by one running sum modulo 2**32 (uint32 arithmetic) after
+    subtracting, at each batch's first record, the sum of the previous batch's codes. Returns
+    uint32, shape (sum(n),).
     """
-    c = np.cumsum(delta.astype(np.uint64))
-    ends = np.cumsum(n)
-    base = np.zeros(n.size, dtype=np.uint64)
-    base[1:] = c[ends[:-1] - 1]
-    return ((c - np.repeat(base, n)) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    d = np.array(delta, dtype=np.uint32)
+    keep = n > 0
+    starts = (np.cumsum(n) - n)[keep]
+    if starts.size > 1:
+        sums = np.add.reduceat(d, starts, dtype=np.uint32)  # each batch's codes, summed modulo 2**32
+        d[starts[1:]] -= sums[:-1]
+    return np.cumsum(d, dtype=np.uint32)
 
 
 def _cell_sources(b: np.ndarray) -> np.ndarray:
@@ -1396,12 +1403,12 @@ class RunReader:
         if flat.size and (flat.min() < 0 or flat.max() >= rows * cols):
             raise StoreError(f"{str(self.path)!r}: /ops/cell holds a cell outside array {info['name']!r} "
                              f"({rows}x{cols})")
+        counts = np.bincount(flat, minlength=rows * cols)  # one pulse for each stored cell ...
         w = weight[need]
-        if np.all(w == 1):
-            counts = np.bincount(flat, minlength=rows * cols)
-        else:  # float64 weights: exact integers up to 2**53 pulses per cell
-            counts = np.rint(np.bincount(flat, weights=np.repeat(w, stored_n[need]).astype(np.float64),
-                                         minlength=rows * cols)).astype(np.int64)
+        if np.any(w > 1):  # ... and the batches that repeat them (float64 weights: exact up to 2**53)
+            more = np.repeat(w > 1, stored_n[need])
+            extra = np.repeat((w - 1)[w > 1].astype(np.float64), stored_n[need][w > 1])
+            counts += np.rint(np.bincount(flat[more], weights=extra, minlength=rows * cols)).astype(np.int64)
         return counts.reshape(rows, cols)
 
     def _stored_cells(self, ext: dict[str, int]) -> np.ndarray:
