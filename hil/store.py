@@ -1395,7 +1395,7 @@ class RunReader:
         stored_n = np.where((b["same"] & 1) != 0, 0, b["n"].astype(np.int64))
         need = weight > 0
         delta = self._stored_cells(ext)[: int(stored_n.sum())]
-        flat = _decode_cells(delta[np.repeat(need, stored_n)], stored_n[need])
+        flat = _decode_cells(delta if need.all() else delta[np.repeat(need, stored_n)], stored_n[need])
         stride = b["stride"][need]
         if np.any(stride != cols):  # flat indices of another row length: re-index to this array's
             s = np.repeat(stride.astype(np.int64), stored_n[need])
