@@ -598,8 +598,13 @@ class BenchArray(CrossbarArray):
             raise
 
     def _pulse_with_pulser(self, rows: np.ndarray, cols: np.ndarray, v_pulse: np.ndarray, v_gate: np.ndarray, width: float) -> None:
-        """Per cell: route, hold the bit line at 0 V and the gate at ``v_gate`` on the SMU
-        (writes), fire the pulse source; the error queues are read once at the end of the batch."""
+        """Per cell: route, hold the bit line at 0 V and the gate at ``v_gate`` on the SMU, fire
+        the pulse source; the error queues are read once at the end of the batch.
+
+        A pulse source on its own link races the SMU: a write to the SMU may still be queued
+        when the source fires, and the pulse would meet the previous cell's gate voltage (the
+        wrong compliance). So the SMU's levels are confirmed (one round trip) before every pulse
+        unless the source rides in the same message (an SPGU on the B1500's link)."""
         smu = self.smu
         for k in range(rows.size):
             self._route_cell(int(rows[k]), int(cols[k]))
@@ -613,9 +618,9 @@ class BenchArray(CrossbarArray):
                 if self.pulser_config.shares_smu_transport:
                     self.pulser.pulse(amplitude, width, before=";".join(holds))
                     continue
-                smu._guarded(";".join(holds))
-            else:  # B2900: one write for both channels
-                smu.hold_voltages({smu.bl: 0.0, **({smu.gate: float(v_gate[k])} if self._smu_gate else {})})
+                smu._checked(";".join(holds))  # executed (ERRX? answered) before the pulse fires
+            else:  # B2900: both channels in one message, confirmed by *OPC? before the pulse fires
+                smu.hold_voltages({smu.bl: 0.0, **({smu.gate: float(v_gate[k])} if self._smu_gate else {})}, confirm=True)
             self.pulser.pulse(amplitude, width)
         self.pulser.check_errors()
         if not self.pulser_config.shares_smu_transport:  # the SMU's own queue (an SPGU's ERRX? is the B1500's)

@@ -264,15 +264,24 @@ class B2900(Instrument):
             raise SafetyLimitError(f":SOUR:VOLT: one voltage expected, got {volts!r}")
         self._checked(f":SOUR{c}:FUNC:SHAP DC;:SOUR{c}:VOLT:MODE FIX;:SOUR{c}:VOLT {f(v)};:OUTP{c} ON")
 
-    def hold_voltages(self, levels: dict[int, float]) -> None:
-        """Hold DC voltages (V) on several channels in one write, outputs on (no round trip:
-        the caller reads the error queue once per batch, see :meth:`check_errors`)."""
+    def hold_voltages(self, levels: dict[int, float], confirm: bool = False) -> None:
+        """Hold DC voltages (V) on several channels in one message, outputs on.
+
+        Without ``confirm`` it is a write (no round trip: the caller reads the error queue once
+        per batch, see :meth:`check_errors`). With ``confirm`` the message ends in
+        ``*OPC?;:SYST:ERR:COUN?`` (one round trip): when the call returns the instrument has
+        executed it, so another instrument (a pulse generator on its own link) may act on the
+        cell at these levels.
+        """
         parts = []
         for channel, volts in levels.items():
             c = self._check_channel(":SOUR:VOLT", channel)
             v = float(self._level(":SOUR:VOLT", c, [volts])[0])
             parts.append(f":SOUR{c}:FUNC:SHAP DC;:SOUR{c}:VOLT:MODE FIX;:SOUR{c}:VOLT {f(v)};:OUTP{c} ON")
-        self._guarded(";".join(parts))
+        if confirm:
+            self.wait_idle(";".join(parts))
+        else:
+            self._guarded(";".join(parts))
 
     def output(self, channel: int, on: bool) -> None:
         """Switch the output of ``channel`` on or off."""
@@ -394,10 +403,11 @@ class B2900(Instrument):
         """Current of the routed cell at ``v_read`` (V), A."""
         return float(self.measure_list(1, v_read, aperture, compliance, gate)[0])
 
-    def wait_idle(self) -> None:
-        """Block until every pending operation (e.g. a write-only pulse sweep) has finished and
-        check the error queue (``*OPC?;:SYST:ERR:COUN?``, one round trip). Call it before
-        re-routing after :meth:`pulse_list`."""
+    def wait_idle(self, before: str = "") -> None:
+        """Block until every pending operation (e.g. a write-only pulse sweep, or the commands
+        ``before``, sent in the same message) has finished and check the error queue
+        (``*OPC?;:SYST:ERR:COUN?``, one round trip). Call it before re-routing after
+        :meth:`pulse_list`."""
 
         def parse(text: str) -> int:
             m = re.fullmatch(r"1;([+-]?\d+)", text.strip())
@@ -406,7 +416,8 @@ class B2900(Instrument):
             return int(m.group(1))
 
         try:
-            errors = self.transport.query_parsed("*OPC?;:SYST:ERR:COUN?", parse, idempotent=True)
+            errors = self.transport.query_parsed(f"{before};*OPC?;:SYST:ERR:COUN?" if before else "*OPC?;:SYST:ERR:COUN?",
+                                                 parse, idempotent=not before)
         except BaseException:
             self.switch_off_after_failure()
             raise

@@ -14,7 +14,10 @@ Waveforms", p. 69: pulse width 16 ns to 1,000,000 s, width < period - 16 ns, edg
 see ``drivers/instruments/MANUALS.md``.
 
 One pulse costs one round trip (``*TRG;*OPC?``), plus one (``...;SYST:ERR?``) when width or
-levels changed, so that a refused setup never fires. Not verified against a real generator.
+levels changed, so that a refused setup never fires; on a bench the SMU confirms the cell's
+gate and bit-line levels (``*OPC?``, one more round trip) before each ``*TRG``, because the
+generator's link does not wait for the SMU's (``drivers.bench.BenchArray``). Not verified against
+a real generator.
 """
 
 from __future__ import annotations

@@ -224,3 +224,30 @@ def test_generator_with_the_array_board_as_router(gate_channel):
         finite = np.isfinite(rep.g_final)
         np.testing.assert_allclose(rep.g_final[finite], truth[finite], rtol=0.05)
         assert rep.yield_ >= 0.7
+
+
+def test_generator_pulse_waits_for_the_smu_gate():
+    """The 33500B is on its own link: a gate level written to the B2900 may still be queued
+    when ``*TRG`` reaches the generator (on the served bench this race made every pulse meet the
+    previous cell's gate now and then). Every ``*TRG`` must follow an SMU message that the SMU
+    confirmed (``*OPC?``) after setting the levels of that pulse."""
+    from drivers.bench import BenchArray
+
+    cfg = load_bench(EXAMPLES / "bench-b2900-33500b-matrix.toml", {"bench": {"shape": [2, 2]}})
+    sims = build_sim_bench(cfg)
+    transports = sims.transports()
+    sent: list[tuple[str, str]] = []
+    for role, t in transports.items():
+        def spy(data: bytes, _send=t._send, _role=role) -> None:
+            sent.append((_role, data.decode(errors="replace")))
+            _send(data)
+        t._send = spy
+    with BenchArray.from_config(cfg, transports) as bench:
+        bench.form()
+        sent.clear()
+        bench.set_pulse(None, v_gate=np.array([0.9, 1.0, 1.1, 1.2]))
+    triggers = [i for i, (role, text) in enumerate(sent) if role == "pulser" and "*TRG" in text]
+    assert len(triggers) == 4
+    for i in triggers:
+        last_smu = next(text for role, text in reversed(sent[:i]) if role == "smu")
+        assert ":VOLT" in last_smu and "*OPC?" in last_smu, last_smu
