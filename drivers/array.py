@@ -119,8 +119,8 @@ class CrossbarArray(ABC):
         self.bench_time += per_cell * n
         self._after_time_advance()
         if self._listeners:
-            rows, cols = np.divmod(idx, self.shape[1])
-            batch = make_batch(kind, rows, cols, t_start=t_start, t_step=per_cell, **fields)
+            batch = make_batch(kind, None, None, cells=idx, n_cols=self.shape[1], t_start=t_start, t_step=per_cell,
+                               **fields)
             for listener in self._listeners:
                 listener(batch)
 

@@ -59,6 +59,9 @@ class OpBatch:
     Attributes:
         kind: the operation.
         rows, cols: cell addresses, shape (n,).
+        cells, n_cols: the same addresses as flat indices ``row * n_cols + col`` (strictly
+            increasing), when the array gave them so (``rows`` and ``cols`` are then derived on
+            first use); else None.
         fields: per-field value (float for the whole batch or an array of shape (n,)); keys from
             :data:`VALUE_FIELDS`.
         t_start, t_step: the cells' bench times are ``t_start + t_step * k``, k = 1..n (s), when
@@ -66,21 +69,41 @@ class OpBatch:
         array: id of the array in the run's array table (set by the store).
     """
 
-    __slots__ = ("kind", "rows", "cols", "fields", "t_start", "t_step", "_times", "array", "_records")
+    __slots__ = ("kind", "_rows", "_cols", "cells", "n_cols", "fields", "t_start", "t_step", "_times", "array",
+                 "_records")
 
-    def __init__(self, kind: OpKind, rows: np.ndarray, cols: np.ndarray, *, times: np.ndarray | None = None,
+    def __init__(self, kind: OpKind, rows: np.ndarray | None = None, cols: np.ndarray | None = None, *,
+                 cells: np.ndarray | None = None, n_cols: int | None = None, times: np.ndarray | None = None,
                  t_start: float | None = None, t_step: float | None = None,
                  fields: dict[str, float | np.ndarray] | None = None, array: int = 0) -> None:
         if times is None and (t_start is None or t_step is None):
             raise ValueError("an OpBatch needs its times or t_start and t_step")
+        if (rows is None or cols is None) and (cells is None or n_cols is None):
+            raise ValueError("an OpBatch needs its rows and cols, or its flat cells and n_cols")
         self.kind = OpKind(kind)
-        self.rows = np.asarray(rows)
-        self.cols = np.asarray(cols)
+        self._rows = None if rows is None else np.asarray(rows)
+        self._cols = None if cols is None else np.asarray(cols)
+        self.cells = None if cells is None else np.asarray(cells)
+        self.n_cols = None if n_cols is None else int(n_cols)
         self.fields = dict(fields or {})
         self.t_start, self.t_step = t_start, t_step
         self._times = None if times is None else np.asarray(times, dtype=np.float64)
         self.array = int(array)
         self._records: np.ndarray | None = None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Row of each addressed cell, shape (n,)."""
+        if self._rows is None:
+            self._rows, self._cols = np.divmod(self.cells, self.n_cols)
+        return self._rows
+
+    @property
+    def cols(self) -> np.ndarray:
+        """Column of each addressed cell, shape (n,)."""
+        if self._cols is None:
+            self._rows, self._cols = np.divmod(self.cells, self.n_cols)
+        return self._cols
 
     @classmethod
     def from_records(cls, rec: np.ndarray) -> OpBatch:
@@ -102,14 +125,14 @@ class OpBatch:
     def times(self) -> np.ndarray:
         """Bench time of each cell's operation, s, shape (n,)."""
         if self._times is None:
-            self._times = batch_times(self.t_start, self.t_step, len(self.rows))
+            self._times = batch_times(self.t_start, self.t_step, len(self))
         return self._times
 
     @property
     def records(self) -> np.ndarray:
         """The batch as expanded :data:`OP_DTYPE` records, shape (n,), in bench-time order."""
         if self._records is None:
-            rec = np.empty(len(self.rows), dtype=OP_DTYPE)
+            rec = np.empty(len(self), dtype=OP_DTYPE)
             rec["array"] = self.array
             rec["time"] = self.times
             rec["kind"] = int(self.kind)
@@ -121,15 +144,17 @@ class OpBatch:
         return self._records
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.cells) if self._rows is None else len(self._rows)
 
 
 def make_batch(
     kind: OpKind,
-    rows: np.ndarray,
-    cols: np.ndarray,
+    rows: np.ndarray | None,
+    cols: np.ndarray | None,
     times: np.ndarray | None = None,
     *,
+    cells: np.ndarray | None = None,
+    n_cols: int | None = None,
     t_start: float | None = None,
     t_step: float | None = None,
     v_gate: float | np.ndarray = np.nan,
@@ -142,15 +167,18 @@ def make_batch(
 
     Args:
         kind: operation kind.
-        rows, cols: cell addresses, shape (n,).
+        rows, cols: cell addresses, shape (n,) — or None and give ``cells`` (strictly increasing
+            flat indices ``row * n_cols + col``) and ``n_cols``.
         times: bench time of each cell's operation, s, shape (n,) — or give ``t_start`` and
             ``t_step`` (s) for ``times = t_start + t_step * k``, k = 1..n (:func:`batch_times`).
         v_gate, v_pulse, width, compliance, result: per-cell values or scalars (see :data:`OP_DTYPE`).
     """
     fields = {"v_gate": v_gate, "v_pulse": v_pulse, "width": width, "compliance": compliance, "result": result}
+    shape = np.shape(rows if cells is None else cells)
     for k, v in fields.items():
         if np.ndim(v) == 0:
             fields[k] = float(v)
-        elif np.shape(v) != np.shape(rows):
-            raise ValueError(f"{k} must be a scalar or one value per cell ({len(rows)}), got shape {np.shape(v)}")
-    return OpBatch(kind, rows, cols, times=times, t_start=t_start, t_step=t_step, fields=fields)
+        elif np.shape(v) != shape:
+            raise ValueError(f"{k} must be a scalar or one value per cell ({shape[0]}), got shape {np.shape(v)}")
+    return OpBatch(kind, rows, cols, cells=cells, n_cols=n_cols, times=times, t_start=t_start, t_step=t_step,
+                   fields=fields)

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -245,6 +246,43 @@ def _check_settings(tolerance: float, max_pulses: int, verify_band: float) -> No
         raise ValueError(f"verify_band={verify_band!r} outside the allowed range (0, 1]")
 
 
+@dataclass(frozen=True)
+class VerifySettings:
+    """The settings of a program-and-verify run (the keyword arguments ``**settings`` of
+    :func:`program_cells`, :func:`program_verify` and :func:`program_verify_chunked`).
+
+    Attributes:
+        tolerance: relative acceptance half-width (0.05 = +-5 %).
+        strategy: ``"igvva"``, ``"ispp"`` or a configured strategy object.
+        max_pulses: per-cell cap on SET + RESET pulses.
+        verify_band: fraction of the tolerance used as the verify window during programming
+            (0.5: a +-5 % tolerance verifies into +-2.5 %). The guard band keeps read noise and
+            relaxation after acceptance from pushing cells out of the tolerance.
+    """
+
+    tolerance: float = 0.05
+    strategy: str | IGVVA | ISPP = "igvva"
+    max_pulses: int = 200
+    verify_band: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_settings(self.tolerance, self.max_pulses, self.verify_band)
+        object.__setattr__(self, "strategy", make_strategy(self.strategy))
+
+    def report(self, cells: np.ndarray, targets: np.ndarray, pulses: np.ndarray, g_verify: np.ndarray,
+               g_final: np.ndarray, converged: np.ndarray, *, bench_time: float, wall_time: float, iterations: int,
+               cell_iterations: int) -> CellReport:
+        """The :class:`CellReport` of a run with these settings (``success`` judged on ``g_final``)."""
+        strat = self.strategy
+        return CellReport(
+            cells=cells, targets=targets, pulses=pulses, g_verify=g_verify, g_final=g_final, converged=converged,
+            success=converged & (np.abs(g_final - targets) <= self.tolerance * targets),
+            tolerance=float(self.tolerance), strategy=strat.name, bench_time=bench_time, wall_time=wall_time,
+            iterations=iterations, cell_iterations=cell_iterations,
+            params={k: v for k, v in vars(strat).items() if k != "name"},
+        )
+
+
 def _check_window(array: CrossbarArray, values: np.ndarray) -> None:
     """Raise :class:`TargetError` unless finite targets lie in the technology's window."""
     if np.any(np.isinf(values)):
@@ -283,12 +321,9 @@ def program_cells(
     cells: np.ndarray,
     targets: np.ndarray,
     *,
-    tolerance: float = 0.05,
-    strategy: str | IGVVA | ISPP = "igvva",
-    max_pulses: int = 200,
     first_guess: np.ndarray | float | None = None,
-    verify_band: float = 0.5,
     progress: Progress | None = None,
+    **settings: Any,
 ) -> CellReport:
     """Program-and-verify the cells at flat indices ``cells`` (the vectorised core).
 
@@ -299,12 +334,13 @@ def program_cells(
         array: the array (simulated or bench).
         cells: strictly increasing flat cell indices (``row * cols + col``), shape (n,).
         targets: target conductance per cell, S, shape (n,).
-        tolerance, strategy, max_pulses, verify_band, progress: as in :func:`program_verify`.
         first_guess: starting control value, scalar or one per cell (shape (n,)).
+        progress: ``progress(finished_cells, total_cells)`` called after every iteration.
+        settings: ``tolerance``, ``strategy``, ``max_pulses``, ``verify_band`` (:class:`VerifySettings`).
     """
     t0_wall, t0_bench = time.perf_counter(), array.bench_time
-    strat = make_strategy(strategy)
-    _check_settings(tolerance, max_pulses, verify_band)
+    opts = VerifySettings(**settings)
+    strat, tolerance, max_pulses, verify_band = opts.strategy, opts.tolerance, opts.max_pulses, opts.verify_band
     cells = np.asarray(cells)
     if cells.ndim != 1 or not np.issubdtype(cells.dtype, np.integer):
         raise ValueError(f"cells must be a 1-D array of flat cell indices, got {cells.dtype} {cells.shape}")
@@ -356,13 +392,9 @@ def program_cells(
             progress(n - active.size, n)
 
     g_final = array.read_cells(cells)
-    report = CellReport(
-        cells=cells, targets=target, pulses=pulses, g_verify=g_verify, g_final=g_final,
-        converged=converged, success=converged & (np.abs(g_final - target) <= tolerance * target),
-        tolerance=float(tolerance), strategy=strat.name, bench_time=array.bench_time - t0_bench,
-        wall_time=time.perf_counter() - t0_wall, iterations=iterations, cell_iterations=cell_iterations,
-        params={k: v for k, v in vars(strat).items() if k != "name"},
-    )
+    report = opts.report(cells, target, pulses, g_verify, g_final, converged, bench_time=array.bench_time - t0_bench,
+                         wall_time=time.perf_counter() - t0_wall, iterations=iterations,
+                         cell_iterations=cell_iterations)
     if log.isEnabledFor(logging.INFO):
         log.info("program-verify %s: %s", strat.name, report.summary())
     return report
@@ -372,37 +404,29 @@ def program_verify(
     array: CrossbarArray,
     targets: np.ndarray,
     *,
-    tolerance: float = 0.05,
-    strategy: str | IGVVA | ISPP = "igvva",
-    max_pulses: int = 200,
     mask: np.ndarray | None = None,
     first_guess: np.ndarray | float | None = None,
-    verify_band: float = 0.5,
     progress: Progress | None = None,
+    **settings: Any,
 ) -> ProgramReport:
     """Program a target conductance map into ``array`` with verify after every pulse.
 
     Args:
         array: the array (simulated or bench).
         targets: target conductances, S, shape (rows, cols); NaN = leave the cell alone.
-        tolerance: relative acceptance half-width (0.05 = +-5 %).
-        strategy: ``"igvva"``, ``"ispp"`` or a configured strategy object.
-        max_pulses: per-cell cap on SET + RESET pulses.
         mask: optional boolean (rows, cols) restricting the cells programmed.
         first_guess: starting control value per cell (gate voltage for IGVVA, amplitude for
             ISPP), scalar or (rows, cols); typically from a calibration table. Default: the
             bottom of the strategy's range.
-        verify_band: fraction of the tolerance used as the verify window during programming
-            (0.5: a +-5 % tolerance verifies into +-2.5 %). The guard band keeps read noise and
-            relaxation after acceptance from pushing cells out of the tolerance.
         progress: ``progress(finished_cells, total_cells)`` called after every iteration.
+        settings: ``tolerance`` (0.05), ``strategy`` ("igvva"), ``max_pulses`` (200),
+            ``verify_band`` (0.5): see :class:`VerifySettings`.
 
     Returns:
         A :class:`ProgramReport`.
     """
-    strat = make_strategy(strategy)
-    _check_settings(tolerance, max_pulses, verify_band)
-    targets = validate_targets(array, targets, tolerance)
+    opts = VerifySettings(**settings)
+    targets = validate_targets(array, targets, opts.tolerance)
     selected = ~np.isnan(targets)
     if mask is not None:
         selected &= np.asarray(mask, dtype=bool)
@@ -410,10 +434,8 @@ def program_verify(
     guess = first_guess
     if guess is not None and np.shape(guess) == array.shape:
         guess = np.asarray(guess, dtype=float).reshape(-1)[cells]
-    core = program_cells(
-        array, cells, targets.reshape(-1)[cells], tolerance=tolerance, strategy=strat,
-        max_pulses=max_pulses, first_guess=guess, verify_band=verify_band, progress=progress,
-    )
+    core = program_cells(array, cells, targets.reshape(-1)[cells], first_guess=guess, progress=progress,
+                         **vars(opts))
     return ProgramReport(core, array.shape)
 
 
@@ -471,26 +493,22 @@ def program_verify_chunked(
     chunk_cells: int = 4096,
     progress_state: ProgramProgress | None = None,
     on_chunk: Callable[[ProgramProgress], None] | None = None,
-    tolerance: float = 0.05,
-    strategy: str | IGVVA | ISPP = "igvva",
-    max_pulses: int = 200,
     first_guess: np.ndarray | float | None = None,
-    verify_band: float = 0.5,
     progress: Progress | None = None,
+    **settings: Any,
 ) -> ProgramReport:
     """:func:`program_verify` in chunks of ``chunk_cells`` cells (in flat-index order), resumable.
 
     After every chunk ``on_chunk(progress_state)`` is called (the command line checkpoints there);
     a run continued from such a state (``progress_state``, with the array restored to the same
     moment) gives the same result as one never interrupted. ``g_final`` is the read of each
-    chunk's cells after that chunk finished; ``success`` is judged on it.
+    chunk's cells after that chunk finished; ``success`` is judged on it. ``settings``: as in :func:`program_verify`.
     """
-    strat = make_strategy(strategy)
-    _check_settings(tolerance, max_pulses, verify_band)
+    opts = VerifySettings(**settings)
     if chunk_cells < 1:
         raise ValueError(f"chunk_cells={chunk_cells!r} must be >= 1")
     t0_wall, t0_bench = time.perf_counter(), array.bench_time
-    targets = validate_targets(array, targets, tolerance)
+    targets = validate_targets(array, targets, opts.tolerance)
     st = progress_state or ProgramProgress.start(targets)
     if st.t0_bench is None:
         st.t0_bench = t0_bench
@@ -502,8 +520,7 @@ def program_verify_chunked(
     for k in range(st.next_chunk, n_chunks):
         sl = slice(k * chunk_cells, min(n, (k + 1) * chunk_cells))
         g = guess if guess is None or np.ndim(guess) == 0 else np.asarray(guess)[sl]
-        core = program_cells(array, st.cells[sl], st.targets[sl], tolerance=tolerance, strategy=strat,
-                             max_pulses=max_pulses, first_guess=g, verify_band=verify_band)
+        core = program_cells(array, st.cells[sl], st.targets[sl], first_guess=g, **vars(opts))
         if st.g_final is None:
             st.g_final = np.full(n, np.nan)
         st.pulses[sl], st.g_verify[sl], st.converged[sl] = core.pulses, core.g_verify, core.converged
@@ -516,11 +533,7 @@ def program_verify_chunked(
         if on_chunk is not None:
             on_chunk(st)
     g_final = st.g_final if st.g_final is not None else np.zeros(0)
-    core = CellReport(
-        cells=st.cells, targets=st.targets, pulses=st.pulses, g_verify=st.g_verify, g_final=g_final,
-        converged=st.converged, success=st.converged & (np.abs(g_final - st.targets) <= tolerance * st.targets),
-        tolerance=float(tolerance), strategy=strat.name, bench_time=array.bench_time - st.t0_bench,
-        wall_time=time.perf_counter() - t0_wall, iterations=st.iterations, cell_iterations=st.cell_iterations,
-        params={k: v for k, v in vars(strat).items() if k != "name"},
-    )
+    core = opts.report(st.cells, st.targets, st.pulses, st.g_verify, g_final, st.converged,
+                       bench_time=array.bench_time - st.t0_bench, wall_time=time.perf_counter() - t0_wall,
+                       iterations=st.iterations, cell_iterations=st.cell_iterations)
     return ProgramReport(core, array.shape)

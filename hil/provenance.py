@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import platform
@@ -59,8 +60,22 @@ def blas_info() -> list[dict[str, Any]]:
 
 def git_commit(path: Path | None = None) -> dict[str, Any]:
     """``{"commit": sha, "dirty": bool}`` of the git checkout holding ``path`` (default: this
-    package), or ``{}`` when it is not one (an installed wheel) or git is missing."""
-    where = Path(path or Path(__file__).resolve().parents[1])
+    package), or ``{}`` when it is not one (an installed wheel) or git is missing.
+
+    For the package itself the answer is taken once per process: it describes the code this
+    process imported, which later checkouts do not change (and three git calls per run file
+    would cost more than writing a small run)."""
+    if path is None:
+        return dict(_package_commit())
+    return _git_commit(Path(path))
+
+
+@functools.lru_cache(maxsize=1)
+def _package_commit() -> tuple[tuple[str, Any], ...]:
+    return tuple(_git_commit(Path(__file__).resolve().parents[1]).items())
+
+
+def _git_commit(where: Path) -> dict[str, Any]:
     try:
         sha = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:

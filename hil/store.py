@@ -22,8 +22,10 @@ operation are documented in ``hil/SCHEMA.md`` (schema :data:`SCHEMA_VERSION`). I
 The writer uses ``libver=("v110", "v114")`` (the oldest that keeps SWMR with object creation;
 readable by HDF5 1.10 / 1.14 tools) and switches to SWMR mode at once, so a second process can
 open it with :func:`open_run` while it grows. Buffered operations are flushed every
-``flush_interval`` seconds by a timer thread (all HDF5 calls are serialised by one lock, so a
-flush never falls inside a half-done write), which also refreshes the writer's heartbeat.
+``flush_interval`` seconds by a flush thread (all HDF5 calls are serialised by one lock, so a
+flush never falls inside a half-done write), which also refreshes the writer's heartbeat, and at
+once when :data:`FLUSH_RECORDS` records are buffered: the flush takes the buffers and compresses
+and writes them (h5py releases the GIL inside HDF5) while the caller goes on buffering new ones.
 
 A write error (disk full, I/O error) stops the run with a :class:`StoreError` naming the file and
 the cause; the file is marked failed when the disk still accepts that, and ``/ops/extent`` keeps
@@ -103,6 +105,10 @@ OPS_DATASETS = ("batch", *_RECORD_DTYPES)
 RESUME_DTYPE = np.dtype([("time", _STR), ("checkpoint", "<i8"), ("host", _STR), ("pid", "<i8"),
                          ("records_dropped", "<i8")])
 _OPS_CHUNK = 1 << 16
+#: Buffered records that make the flush thread write at once, and that make the writing thread
+#: itself wait for a flush (a bound on the memory of buffered records).
+FLUSH_RECORDS = 1 << 18
+FLUSH_RECORDS_MAX = 8 << 20
 _BATCH_CHUNK = 4096
 _GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 #: Bytes kept free on the disk for closing a run file and marking it failed.
@@ -224,10 +230,14 @@ class RunStore:
         self.flush_interval = float(flush_interval)
         #: rewrite the file compactly after a clean close (:func:`compact`)
         self.compact_on_close = True
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # every HDF5 call
+        self._buffer = threading.Lock()  # the buffered records and the encoding state
+        self._wake = threading.Event()  # many records buffered: flush now
         self._pending: dict[str, list[np.ndarray]] = {k: [] for k in OPS_DATASETS}
+        self._batch_rows: list[tuple] = []
         self._pending_n = 0
-        self._n_records = int(f["ops/cell"].shape[0])
+        batches = f["ops/batch"]
+        self._n_records = int(batches["n"].astype(np.int64).sum()) if batches.shape[0] else 0
         self._dicts = {fld: _Dictionary(f["ops"][f"{fld}_values"][()]) for fld in CODED_FIELDS}
         self._array_ids: dict[str, int] = {}
         self._last_cells: dict[int, np.ndarray] = {}  # flat cells of each array's last batch
@@ -426,74 +436,87 @@ class RunStore:
         n = len(batch)
         if n == 0:
             return
-        with self._lock:
-            self._check_usable()
-            brow = np.zeros(1, dtype=BATCH_DTYPE)
-            stride = self._strides.get(aid, 65536)
-            brow["array"], brow["kind"], brow["start"], brow["n"] = aid, int(batch.kind), self._n_records, n
-            brow["stride"], brow["wall"] = stride, time.time()
-            if batch._records is not None:  # built from records: mixed kinds go one batch per kind
-                kinds = np.unique(batch.records["kind"])
-                if kinds.size > 1:
-                    rec = batch.records
-                    for k in kinds:
-                        self._append(OpBatch.from_records(rec[rec["kind"] == k]), aid)
-                    return
-            rows = np.asarray(batch.rows, dtype=np.int64)
-            if rows.max() >= 65536 or np.asarray(batch.cols).max() >= stride:
+        if batch._records is not None:  # built from records: mixed kinds go one batch per kind
+            kinds = np.unique(batch.records["kind"])
+            if kinds.size > 1:
+                rec = batch.records
+                for k in kinds:
+                    self._append(OpBatch.from_records(rec[rec["kind"] == k]), aid)
+                return
+        self._check_usable()
+        stride = self._strides.get(aid, 65536)
+        if batch.cells is not None and batch.n_cols == stride:  # the array's own flat indices
+            flat = np.array(batch.cells, dtype=np.int64)  # a copy: the caller may reuse its array
+            if flat.min() < 0 or flat.max() >= 65536 * stride:
                 raise ValueError(f"cell address outside the array ({stride} columns)")
+        else:
+            rows = np.asarray(batch.rows, dtype=np.int64)
+            cols = np.asarray(batch.cols, dtype=np.int64)
+            if rows.max() >= 65536 or cols.max() >= stride or rows.min() < 0 or cols.min() < 0:
+                raise ValueError(f"cell address outside the array ({stride} columns)")
+            flat = rows * stride + cols
+        with self._buffer:
             varying = raw = same = 0
-            vg_codes = None
+            pending = self._pending
             if batch.t_start is not None and batch.t_step is not None:
-                brow["t_start"], brow["t_step"] = batch.t_start, batch.t_step
+                t_start, t_step = batch.t_start, batch.t_step
             else:
                 varying |= 1
-                brow["t_start"], brow["t_step"] = np.nan, np.nan
-                self._pending["time"].append(np.asarray(batch.times, dtype="<f8"))
+                t_start = t_step = np.nan
+                pending["time"].append(np.asarray(batch.times, dtype="<f8"))
+            values = []
+            vg_codes = None
             for bit, f in enumerate(VALUE_FIELDS, start=1):
                 v = batch.fields.get(f, np.nan)
                 if np.ndim(v) == 0:
-                    brow[f] = v
+                    values.append(v)
                     continue
                 a = np.asarray(v, dtype="<f4")
                 bits = a.view("<u4")
-                if np.all(bits == bits[0]):
-                    brow[f] = a[0]
+                if (bits == bits[0]).all():
+                    values.append(a[0])
                     continue
                 varying |= 1 << bit
-                brow[f] = np.nan
+                values.append(np.nan)
                 if f == "result":
-                    self._pending[f].append(a)
+                    pending[f].append(a)
                     continue
-                codes, new = self._dicts[f].encode(bits)
+                d = self._dicts[f]
+                if vg_codes is not None and d.holds(vg_codes, bits):  # codes equal v_gate's: not stored again
+                    same |= 1 << bit
+                    continue
+                codes, new = d.encode(bits)
                 if codes is None:
                     raw |= 1 << bit
-                    self._pending[f"{f}_raw"].append(a)
+                    pending[f"{f}_raw"].append(a)
                     continue
                 if new.size:
-                    self._pending[f"{f}_values"].append(new.view("<f4"))
+                    pending[f"{f}_values"].append(new.view("<f4"))
                 if f == "v_gate":
                     vg_codes = codes
                 elif vg_codes is not None and np.array_equal(codes, vg_codes):
                     same |= 1 << bit
                     continue
-                self._pending[f].append(codes)
-            flat = rows * stride + np.asarray(batch.cols, dtype=np.int64)
+                pending[f].append(codes)
             last = self._last_cells.get(aid)
-            if last is not None and np.array_equal(last, flat):
+            if last is not None and last.size == n and np.array_equal(last, flat):
                 same |= 1
             else:
-                delta = np.empty(n, dtype=np.int64)
+                delta = np.empty(n, dtype="<u4")  # modulo 2**32 (see _decode_cells)
                 delta[0] = flat[0]
-                np.subtract(flat[1:], flat[:-1], out=delta[1:])
-                self._pending["cell"].append(delta.astype("<u4"))  # modulo 2**32 (see _decode_cells)
+                np.subtract(flat[1:], flat[:-1], out=delta[1:], casting="unsafe")
+                pending["cell"].append(delta)
             self._last_cells[aid] = flat
-            brow["varying"], brow["raw"], brow["same"] = varying, raw, same
-            self._pending["batch"].append(brow)
+            self._batch_rows.append((aid, int(batch.kind), varying, raw, same, self._n_records, n, stride,
+                                     t_start, t_step, time.time(), *values))
             self._n_records += n
             self._pending_n += n
-            if self._pending_n >= 4_000_000 or self.flush_interval <= 0:
+            pending_n = self._pending_n
+        if self.flush_interval <= 0 or pending_n >= FLUSH_RECORDS_MAX:
+            with self._lock:
                 self._flush_locked()
+        elif pending_n >= FLUSH_RECORDS:
+            self._wake.set()  # the flush thread writes them while the caller goes on
 
     def snapshot(self, name: str, g_map: np.ndarray, time_s: float) -> None:
         """Append a conductance map (S, (rows, cols)) taken at bench time ``time_s`` (s)."""
@@ -613,22 +636,30 @@ class RunStore:
                              f"({self._failed})")
 
     def _flush_locked(self) -> None:
-        self._ensure_space(sum(a.nbytes for chunks in self._pending.values() for a in chunks), "operation records")
+        """Write the buffered records (the caller holds :attr:`_lock`). The buffers are taken
+        at once, so records keep arriving while these are compressed and written."""
+        with self._buffer:
+            pending = {k: v for k, v in self._pending.items() if v}
+            self._pending = {k: [] for k in OPS_DATASETS}
+            if self._batch_rows:
+                pending["batch"] = [np.array(self._batch_rows, dtype=BATCH_DTYPE)]
+                self._batch_rows = []
+            self._pending_n = 0
+        self._wake.clear()
+        self._ensure_space(sum(a.nbytes for chunks in pending.values() for a in chunks), "operation records")
         with self._writing("operation records"):
             ops = self._f["ops"]
             extent = ops["extent"]
             lengths = extent[()].copy()
             for k, name in enumerate(OPS_DATASETS):
-                chunks = self._pending[name]
+                chunks = pending.get(name)
                 if chunks:
-                    data = np.concatenate(chunks)
+                    data = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
                     ds = ops[name]
                     n0 = ds.shape[0]
                     ds.resize((n0 + data.size,))
                     ds[n0:] = data
-                    chunks.clear()
                 lengths[k] = ops[name].shape[0]
-            self._pending_n = 0
             self._f.attrs["heartbeat"] = time.time()
             self._f.flush()  # the records are on disk ...
             extent[...] = lengths  # ... before the extent that makes them records
@@ -636,12 +667,16 @@ class RunStore:
             self._last_flush = time.monotonic()
 
     def _flush_loop(self) -> None:
-        """Timer thread: flush at least every ``flush_interval`` s, even without new writes."""
-        while not self._stop.wait(self.flush_interval / 2):
+        """Flush thread: at least every ``flush_interval`` s, even without new writes, and at
+        once when many records are buffered (:data:`FLUSH_RECORDS`)."""
+        while not self._stop.is_set():
+            woken = self._wake.wait(self.flush_interval / 2)
+            if self._stop.is_set():
+                return
             with self._lock:
                 if self._closed or self._failed:
                     return
-                if time.monotonic() - self._last_flush < self.flush_interval:
+                if not woken and time.monotonic() - self._last_flush < self.flush_interval:
                     continue
                 try:
                     self._flush_locked()
@@ -685,6 +720,7 @@ class RunStore:
         that, and closed; the records up to the last successful flush stay readable.
         """
         self._stop.set()
+        self._wake.set()
         if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.join()
         with self._lock:
@@ -705,10 +741,11 @@ class RunStore:
                     self._f.attrs["status"] = status
                     self._f.attrs["end_time"] = _now()
                     self._f.flush()
+                worth = error is None and not self._failed and self.compact_on_close and _worth_compacting(self._f)
             finally:
                 self._closed = True
                 _close_file(self._f, self._failed is not None)
-            if error is None and not self._failed and self.compact_on_close:
+            if worth:
                 saved = compact(self.path)
                 log.info("%s compacted (%d bytes saved)", self.path, saved)
             if error is not None:
@@ -729,48 +766,127 @@ class RunStore:
 
 
 class _Dictionary:
-    """Codes of the distinct float32 values of one control field (by bit pattern, so exact)."""
+    """Codes of the distinct float32 values of one control field (by bit pattern, so exact).
+
+    Codes are given in order of first appearance (the new values of one batch in increasing bit
+    order). The lookup is a vectorised open-addressing hash table (Fibonacci hashing, linear
+    probing, at most 1/8 full): a few array operations per batch and no sort of the batch, whose
+    values are looked up in O(1) each.
+    """
+
+    _EMPTY = np.uint32(0xFFFFFFFF)
+    _MULT = np.uint32(0x9E3779B1)
 
     def __init__(self, values: np.ndarray) -> None:
-        bits = np.asarray(values, dtype="<f4").view("<u4")
-        order = np.argsort(bits, kind="stable")
-        self._sorted = bits[order]
-        self._codes = order.astype("<u4")
-        self.size = bits.size
+        self.size = 0
+        self._by_code = np.zeros(1024, dtype="<u4")  # the values' bit patterns, by code
+        self._alloc(10)
+        for b in np.asarray(values, dtype="<f4").view("<u4").tolist():
+            self._insert(b)
+
+    def _alloc(self, log2: int) -> None:
+        self._log2 = log2
+        self._keys = np.zeros(1 << log2, dtype="<u4")
+        self._codes = np.full(1 << log2, self._EMPTY, dtype="<u4")
+
+    def _slots(self, bits: np.ndarray) -> np.ndarray:
+        return (bits.astype("<u4", copy=False) * self._MULT) >> np.uint32(32 - self._log2)
+
+    def _insert(self, b: int) -> None:
+        """Give the (new) bit pattern ``b`` the next code."""
+        if (self.size + 1) * 8 > self._codes.size:  # grow: rehash every value in code order
+            keys, codes = self._keys[self._codes != self._EMPTY], self._codes[self._codes != self._EMPTY]
+            self._alloc(self._log2 + 1)
+            self.size = 0
+            for k in keys[np.argsort(codes)].tolist():
+                self._insert(k)
+        mask = self._codes.size - 1
+        slot = int(self._slots(np.array([b], dtype="<u4"))[0])
+        while self._codes[slot] != self._EMPTY:
+            slot = (slot + 1) & mask
+        self._keys[slot], self._codes[slot] = b, self.size
+        if self.size == self._by_code.size:
+            self._by_code = np.concatenate([self._by_code, np.zeros_like(self._by_code)])
+        self._by_code[self.size] = b
+        self.size += 1
+
+    def holds(self, codes: np.ndarray, bits: np.ndarray) -> bool:
+        """True if ``bits`` are exactly the values of this dictionary's ``codes`` (e.g. the
+        compliance that follows the gate voltage), without looking them up."""
+        return bool(codes.size) and int(codes.max()) < self.size and np.array_equal(self._by_code[codes], bits)
+
+    def _lookup(self, bits: np.ndarray) -> np.ndarray:
+        """Code of each bit pattern, :attr:`_EMPTY` where unknown."""
+        slot = self._slots(bits)
+        codes = self._codes[slot]
+        hit = self._keys[slot] == bits
+        occupied = codes != self._EMPTY
+        if np.all(hit & occupied):
+            return codes
+        rest = np.flatnonzero(~hit & occupied)  # the slot holds another value: probe on
+        codes[~hit] = self._EMPTY
+        mask = np.uint32(self._codes.size - 1)
+        s = slot[rest]
+        while rest.size:
+            s = (s + np.uint32(1)) & mask
+            c = self._codes[s]
+            found = (self._keys[s] == bits[rest]) & (c != self._EMPTY)
+            codes[rest[found]] = c[found]
+            more = ~found & (c != self._EMPTY)
+            rest, s = rest[more], s[more]
+        return codes
 
     def encode(self, bits: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """(codes of ``bits``, the new values' bit patterns in code order); (None, []) when the
         dictionary would exceed :data:`DICT_LIMIT`."""
-        uniq, inverse = np.unique(bits, return_inverse=True)
-        pos = np.searchsorted(self._sorted, uniq)
-        known = (pos < self._sorted.size) & (self._sorted[np.minimum(pos, self._sorted.size - 1)] == uniq) \
-            if self._sorted.size else np.zeros(uniq.size, dtype=bool)
-        new = uniq[~known]
+        bits = np.asarray(bits, dtype="<u4")
+        codes = self._lookup(bits)
+        unknown = codes == self._EMPTY
+        if not unknown.any():
+            return codes, bits[:0]
+        new = np.unique(bits[unknown])
         if self.size + new.size > DICT_LIMIT:
             return None, new[:0]
-        ucode = np.empty(uniq.size, dtype="<u4")
-        ucode[known] = self._codes[pos[known]]
-        ucode[~known] = np.arange(self.size, self.size + new.size, dtype="<u4")
-        if new.size:
-            merged = np.concatenate([self._sorted, new])
-            codes = np.concatenate([self._codes, ucode[~known]])
-            order = np.argsort(merged, kind="stable")
-            self._sorted, self._codes = merged[order], codes[order]
-            self.size += new.size
-        return ucode[inverse.reshape(-1)], new
+        for b in new.tolist():
+            self._insert(b)
+        codes[unknown] = self._lookup(bits[unknown])
+        return codes, new
 
 
 def _decode_cells(delta: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Flat cell indices from the per-batch delta code of ``/ops/cell`` (``n`` records per batch).
 
     Within a batch, record 0 holds the flat index and each later record the difference to the
-    previous one, modulo 2**32; a running sum restarted at every batch, modulo 2**32, decodes it.
+    previous one, modulo 2**32. Decoded by one running sum modulo 2**32 (uint32 arithmetic) after
+    subtracting, at each batch's first record, the sum of the previous batch's codes. Returns
+    uint32, shape (sum(n),).
     """
-    c = np.cumsum(delta.astype(np.uint64))
-    ends = np.cumsum(n)
-    base = np.zeros(n.size, dtype=np.uint64)
-    base[1:] = c[ends[:-1] - 1]
-    return ((c - np.repeat(base, n)) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    d = np.array(delta, dtype=np.uint32)
+    keep = n > 0
+    starts = (np.cumsum(n) - n)[keep]
+    if starts.size > 1:
+        sums = np.add.reduceat(d, starts, dtype=np.uint32)  # each batch's codes, summed modulo 2**32
+        d[starts[1:]] -= sums[:-1]
+    return np.cumsum(d, dtype=np.uint32)
+
+
+def _cell_sources(b: np.ndarray) -> np.ndarray:
+    """For each batch of ``b``, the index of the batch whose stored cells it addresses: itself,
+    or for a batch marked ``same`` bit 0 the latest earlier unmarked batch of its array, shape
+    (len(b),), int64."""
+    src = np.arange(len(b), dtype=np.int64)
+    same = (b["same"] & 1) != 0
+    if not same.any():
+        return src
+    for aid in np.unique(b["array"][same]):
+        mine = np.flatnonzero(b["array"] == aid)
+        own = np.where(same[mine], -1, np.arange(mine.size))
+        last = np.maximum.accumulate(own)
+        if last[0] < 0:
+            raise StoreError(f"/ops/batch: batch {int(mine[0])} repeats the cells of a batch that does not exist")
+        src[mine] = mine[last]
+    return src
 
 
 def _flat_cells(b: np.ndarray, read: Any) -> np.ndarray:
@@ -781,12 +897,7 @@ def _flat_cells(b: np.ndarray, read: Any) -> np.ndarray:
     flat_stored = _decode_cells(read("cell", int(stored_n.sum())), stored_n)
     if not same.any():
         return flat_stored
-    src = np.arange(len(b))
-    last: dict[int, int] = {}
-    for i, (aid, s) in enumerate(zip(b["array"].tolist(), same.tolist())):
-        if s:
-            src[i] = src[last[aid]]
-        last[aid] = i
+    src = _cell_sources(b)
     soff = np.cumsum(stored_n) - stored_n
     k = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
     return flat_stored[np.repeat(soff[src], n) + k]
@@ -834,6 +945,29 @@ def _unpack_checkpoint(blob: bytes) -> tuple[dict[str, np.ndarray], dict[str, An
         else:
             arrays[e["name"]] = np.frombuffer(data, dtype=dt).reshape(shape).copy()
     return arrays, json.loads(header["meta"])
+
+
+#: A clean close rewrites the file when that saves at least this fraction of it (or when a
+#: superseded checkpoint slot is to go).
+COMPACT_MIN_SAVING = 0.10
+
+
+def _worth_compacting(f: h5py.File) -> bool:
+    """Whether :func:`compact` would save much: a superseded checkpoint slot, or space HDF5 could
+    not reuse (the file's size beyond its datasets' storage) of :data:`COMPACT_MIN_SAVING` or more."""
+    try:
+        if sum(1 for k in f["checkpoints"] if k.startswith("slot")) > 1:
+            return True
+        stored = [0]
+
+        def add(_name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                stored[0] += obj.id.get_storage_size()
+        f.visititems(add)
+        size = f.id.get_filesize()
+        return size - stored[0] >= COMPACT_MIN_SAVING * size
+    except Exception:  # noqa: BLE001 - when in doubt, compact
+        return True
 
 
 def compact(path: Path) -> int:
@@ -1229,7 +1363,10 @@ class RunReader:
     def pulses_per_device(self, array: str | int | None = None) -> np.ndarray:
         """Programming pulses (FORM, SET, RESET) applied to each cell, int64 (rows, cols).
 
-        ``array`` defaults to the only array of the run.
+        ``array`` defaults to the only array of the run. Works on the stored (batched) columns
+        without expanding the records: each programming batch adds one pulse to the cells it
+        addresses, so the cells stored once are counted once, weighted by the number of
+        programming batches that address them (``np.bincount`` with weights).
         """
         arrays = self.arrays
         if array is None:
@@ -1237,22 +1374,52 @@ class RunReader:
                 raise ValueError(f"{self.path}: {len(arrays)} arrays; name one of {[a['name'] for a in arrays]}")
             array = arrays[0]["id"]
         aid = self.array_id(array)
-        info = next(a for a in arrays if a["id"] == aid)
+        info = next((a for a in arrays if a["id"] == aid), None)
+        if info is None:
+            raise KeyError(f"{self.path}: no array with id {aid}; arrays: {[a['name'] for a in arrays]}")
+        rows, cols = info["rows"], info["cols"]
+        if self.schema_major < 2:
+            c = self.ops_columns("kind", "row", "col", array=aid)
+            prog = c["kind"] != int(OpKind.READ)
+            flat = c["row"][prog].astype(np.int64) * cols + c["col"][prog]
+            return np.bincount(flat, minlength=rows * cols).reshape(rows, cols)
         ext = self._extent()
         b = self.batches(ext)
-        n = b["n"].astype(np.int64)
-        keep = np.repeat((b["array"] == aid) & (b["kind"] != int(OpKind.READ)), n)
-        counts = np.zeros(info["rows"] * info["cols"], dtype=np.int64)
-        if keep.any():
-            ops = self._f["ops"]
+        prog = (b["array"] == aid) & (b["kind"] != int(OpKind.READ))
+        # programming batches that address the cells stored with each batch (itself or a later 'same' batch)
+        weight = np.bincount(_cell_sources(b)[prog], minlength=len(b))
+        if not weight.any():
+            return np.zeros((rows, cols), dtype=np.int64)
+        last = int(np.flatnonzero(weight)[-1]) + 1
+        b, weight = b[:last], weight[:last]
+        stored_n = np.where((b["same"] & 1) != 0, 0, b["n"].astype(np.int64))
+        need = weight > 0
+        delta = self._stored_cells(ext)[: int(stored_n.sum())]
+        flat = _decode_cells(delta if need.all() else delta[np.repeat(need, stored_n)], stored_n[need])
+        stride = b["stride"][need]
+        if np.any(stride != cols):  # flat indices of another row length: re-index to this array's
+            s = np.repeat(stride.astype(np.int64), stored_n[need])
+            flat = flat // s * cols + flat % s
+        if flat.size and (flat.min() < 0 or flat.max() >= rows * cols):
+            raise StoreError(f"{str(self.path)!r}: /ops/cell holds a cell outside array {info['name']!r} "
+                             f"({rows}x{cols})")
+        counts = np.bincount(flat, minlength=rows * cols)  # one pulse for each stored cell ...
+        w = weight[need]
+        if np.any(w > 1):  # ... and the batches that repeat them (float64 weights: exact up to 2**53)
+            more = np.repeat(w > 1, stored_n[need])
+            extra = np.repeat((w - 1)[w > 1].astype(np.float64), stored_n[need][w > 1])
+            counts += np.rint(np.bincount(flat[more], weights=extra, minlength=rows * cols)).astype(np.int64)
+        return counts.reshape(rows, cols)
 
-            def read(name: str, count: int) -> np.ndarray:
-                ops[name].refresh()
-                return ops[name][:min(count, ext[name])]
-
-            flat = _flat_cells(b, read)[keep]
-            counts += np.bincount(flat, minlength=counts.size)  # stride = the array's columns
-        return counts.reshape(info["rows"], info["cols"])
+    def _stored_cells(self, ext: dict[str, int]) -> np.ndarray:
+        """The committed ``/ops/cell`` column (delta codes), read once per extent and kept."""
+        cached = getattr(self, "_cell_cache", None)
+        if cached is None or cached[0] != ext["cell"]:
+            ds = self._f["ops/cell"]
+            ds.refresh()
+            cached = (ext["cell"], ds[: ext["cell"]])
+            self._cell_cache = cached
+        return cached[1]
 
     # ------------------------------------------------------------------ snapshots, metrics
     def snapshot_names(self) -> list[str]:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
+from hil.cli.common import add_run_file_command
 from hil.runcheck import check_run, problems
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="verify a run file (schema, clocks, counters, checkpoints, status)",
-                       description="Verify a run file: schema version, status, the /ops extent against its "
-                                   "datasets, monotonic bench clocks per array, metric and snapshot tables, "
-                                   "and that the latest checkpoint loads. Exit 0 if sound, 1 if not.")
-    p.add_argument("run_file", type=Path, metavar="RUN.h5")
-    p.set_defaults(func=run)
+    add_run_file_command(sub, "check", "verify a run file (schema, clocks, counters, checkpoints, status)",
+                         "Verify a run file: schema version, status, the /ops extent against its datasets, "
+                         "monotonic bench clocks per array, metric and snapshot tables, and that the latest "
+                         "checkpoint loads. Exit 0 if sound, 1 if not.", run)
 
 
 def run(args: argparse.Namespace) -> int:

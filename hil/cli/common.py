@@ -46,6 +46,15 @@ def check_run_out(path: Path, overwrite: bool = False, *, flag: str = "--out",
     return check_writable(path, overwrite)
 
 
+def add_run_file_command(sub: argparse._SubParsersAction, name: str, help: str, description: str,
+                         func: callable) -> argparse.ArgumentParser:
+    """A subcommand that works on one run file: ``hil NAME RUN.h5 ...`` calling ``func(args)``."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("run_file", type=Path, metavar="RUN.h5")
+    p.set_defaults(func=func)
+    return p
+
+
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     """``--sim TECH`` (default hfo2) and ``--seed``."""
     parser.add_argument("--sim", choices=sorted(PRESETS), default="hfo2",

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
+from hil.cli.common import add_run_file_command
 from hil.runcheck import repair_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("repair", help="clear a killed writer's flags so h5py/h5dump open the file",
-                       description="Clear the open-for-write flags a killed writer left (like h5clear -s) and "
-                                   "drop rows beyond the committed /ops extent. Refuses, changing nothing, "
-                                   "while the writer is alive, while another process has the file open, or "
-                                   "if anything else does not verify (see 'hil check').")
-    p.add_argument("run_file", type=Path, metavar="RUN.h5")
-    p.set_defaults(func=run)
+    add_run_file_command(sub, "repair", "clear a killed writer's flags so h5py/h5dump open the file",
+                         "Clear the open-for-write flags a killed writer left (like h5clear -s) and drop rows "
+                         "beyond the committed /ops extent. Refuses, changing nothing, while the writer is alive, "
+                         "while another process has the file open, or if anything else does not verify "
+                         "(see 'hil check').", run)
 
 
 def run(args: argparse.Namespace) -> int:

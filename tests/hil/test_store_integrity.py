@@ -184,3 +184,36 @@ def test_newer_schema_is_refused_and_schema_1_still_reads(tmp_path):
     with open_run(old) as r:
         got = r.ops
         assert r.n_ops == 5 and np.array_equal(got["row"], np.arange(5)) and np.all(got["array"] == 0)
+
+
+def test_pulses_per_device_counts_every_programming_record_of_its_array(tmp_path):
+    """Against the expanded records and the arrays' own counters, with cells stored once and
+    repeated ('same' batches after a read and after a pulse), two interleaved arrays and a pulse
+    batch that reuses a READ's cells."""
+    path = tmp_path / "p.h5"
+    a, b = SimArray((5, 7), "hfo2", seed=1), SimArray((3, 4), "hfo2", seed=2)
+    rng = np.random.default_rng(4)
+    with RunStore.create(path, config={}, seed=0, backend="sim") as store:
+        store.attach_array("a", a)
+        store.attach_array("b", b)
+        a.form()
+        b.form()
+        for _ in range(12):
+            cells = np.flatnonzero(rng.random(a.size) < 0.5)
+            a.read_cells(cells)
+            a.set_pulse(cells, v_gate=1.0)  # the cells of the read: stored once
+            a.set_pulse(cells, v_gate=1.1)  # and again
+            b.reset_pulse(rng.random(b.shape) < 0.3)
+            b.read()
+    with open_run(path) as run:
+        assert np.any(run.batches()["same"] & 1)
+        rec = run.ops
+        for name, arr, aid in (("a", a, 0), ("b", b, 1)):
+            got = run.pulses_per_device(name)
+            mine = rec[(rec["array"] == aid) & (rec["kind"] != int(OpKind.READ))]
+            want = np.zeros(arr.shape, np.int64)
+            np.add.at(want, (mine["row"], mine["col"]), 1)
+            assert got.dtype == np.int64 and np.array_equal(got, want), name
+            assert np.array_equal(got, arr.programming_events()), name
+        with pytest.raises(ValueError, match="2 arrays"):
+            run.pulses_per_device()

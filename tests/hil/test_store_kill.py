@@ -3,6 +3,7 @@ ends), resume until done, and compare the whole file with an uninterrupted run's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -46,26 +47,56 @@ def assert_same_record(a: Path, b: Path) -> None:
         assert ca[key].tobytes() == cb[key].tobytes(), key  # bit for bit
 
 
-def run_killed(first: list[str], resume: list[str], out: Path, rng: random.Random, kills: int, span: float) -> int:
-    """Run ``first``, SIGKILL it after a random delay, then ``resume`` (killed too) until one finishes.
+def committed_records(path: Path) -> int:
+    """Operation records on disk in a (killed or finished) run file."""
+    with open_run(path) as r:
+        return r.n_ops
 
-    ``span``: wall time of an uninterrupted run, s (the delays are random fractions of it)."""
-    cmd, done, killed = first, False, 0
+
+def wait_for_checkpoint(proc: subprocess.Popen, out: Path, limit: float) -> bool:
+    """Poll ``out`` until it holds a checkpoint (a resumable state) while ``proc`` runs."""
+    t_end = time.monotonic() + limit
+    while time.monotonic() < t_end and proc.poll() is None:
+        if out.exists():
+            try:
+                with open_run(out) as r:
+                    if r.load_checkpoint() is not None:
+                        return True
+            except Exception:  # noqa: BLE001 - the file is still being laid out
+                pass
+        time.sleep(0.02)
+    return False
+
+
+def run_killed(first: list[str], resume: list[str], out: Path, rng: random.Random, kills: int,
+               span: float) -> list[int]:
+    """Run ``first``, SIGKILL it, then ``resume`` (killed too) until one finishes.
+
+    The first kill falls right after the run wrote its first checkpoint (so a resume is certain to
+    have work to do); later ones at random fractions of ``span`` (the wall time of an uninterrupted
+    run, s): before the first checkpoint, inside a stage or a checkpoint, ... Returns the records
+    on disk after each kill that left a resumable file."""
+    cmd, done, shorter = first, False, []
     for attempt in range(kills + 1):
         proc = subprocess.Popen([sys.executable, "-m", "hil", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         if attempt < kills:
-            # a random moment of the run: before the first checkpoint, inside a stage, ...
-            try:
-                proc.wait(timeout=rng.uniform(0.1, 0.9) * span)
-            except subprocess.TimeoutExpired:
+            if attempt == 0:
+                assert wait_for_checkpoint(proc, out, 10 * span + 60), "the run never wrote a checkpoint"
+                time.sleep(rng.uniform(0.0, 0.05) * span)
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=rng.uniform(0.1, 0.9) * span)
+            if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-                killed += 1
         err = proc.communicate(timeout=600)[1]
         if proc.returncode == 0:
             done = True
             break
         if proc.returncode == -signal.SIGKILL:
+            if out.exists():
+                with contextlib.suppress(Exception):  # killed while laying out the file: no run yet
+                    shorter.append(committed_records(out))
             cmd = resume if out.exists() else first
             continue
         if "is complete" in err:  # the kill came after the run had finished its file
@@ -78,7 +109,16 @@ def run_killed(first: list[str], resume: list[str], out: Path, rng: random.Rando
     if not done:
         proc = subprocess.run([sys.executable, "-m", "hil", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-1500:]
-    return killed
+    return shorter
+
+
+def assert_resumed(out: Path, shorter: list[int]) -> None:
+    """The file was really continued: a resume marker, and a killed state shorter than the end."""
+    with open_run(out) as r:
+        marks, final = r.resumes(), r.n_ops
+    assert len(marks) >= 1, "no /resumes marker: the run was never resumed"
+    assert np.all(marks["checkpoint"] >= 0) and all(marks["host"]) and all(marks["time"])
+    assert shorter and min(shorter) < final, (shorter, final)
 
 
 def test_killed_program_runs_resume_to_the_uninterrupted_file(tmp_path):
@@ -89,9 +129,9 @@ def test_killed_program_runs_resume_to_the_uninterrupted_file(tmp_path):
                    capture_output=True, timeout=600)
     span = time.monotonic() - t0
     out = tmp_path / "killed.h5"
-    killed = run_killed([*base, "--out", str(out)], ["program", "--resume", str(out)], out, random.Random(1), kills=4,
-                        span=span)
-    assert killed >= 1
+    shorter = run_killed([*base, "--out", str(out)], ["program", "--resume", str(out)], out, random.Random(1), kills=4,
+                         span=span)
+    assert_resumed(out, shorter)
     assert_same_record(whole, out)
 
 
@@ -109,7 +149,8 @@ def test_killed_experiment_runs_resume_to_the_uninterrupted_file(tmp_path):
                    cwd=ROOT, check=True, capture_output=True, timeout=600)
     span = time.monotonic() - t0
     out = tmp_path / "killed.h5"
-    killed = run_killed(["run", str(toml), "--out", str(out), "--no-progress", "--no-figures"],
-                        ["run", "--resume", str(out), "--no-progress", "--no-figures"], out, random.Random(2), kills=4, span=span)
-    assert killed >= 1
+    shorter = run_killed(["run", str(toml), "--out", str(out), "--no-progress", "--no-figures"],
+                         ["run", "--resume", str(out), "--no-progress", "--no-figures"], out, random.Random(2), kills=4,
+                         span=span)
+    assert_resumed(out, shorter)
     assert_same_record(whole, out)
