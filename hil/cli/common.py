@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-
 from drivers.array import CrossbarArray
 from drivers.sim.presets import PRESETS
 from drivers.sim_array import SimArray

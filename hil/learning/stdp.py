@@ -213,7 +213,7 @@ class STDPBlock:
             self.counts["sfa_pulses"] += 1
             self.energy["sfa"] += p.v_pulse_sfa * float(a.technology.transistor.compliance(p.v_gate_sfa)) * p.width_sfa
             g = float(a.read_cells(cell)[0])
-            self.vth[w] = p.vth0 + p.sfa_gain * max(g - self.g_sfa0[w], 0.0) / self.g_unit
+            self.vth[w] = self._threshold(g, self.g_sfa0[w])
         return w
 
     def _relax_sfa(self) -> None:
@@ -224,7 +224,12 @@ class STDPBlock:
         g = a.read_cells(cells)
         self.counts["sfa_decay_pulses"] += cells.size
         self.energy["sfa"] += float(p.v_stop_sfa_decay**2 * np.sum(np.maximum(g, 0.0)) * p.width_sfa_decay)
-        self.vth = p.vth0 + p.sfa_gain * np.maximum(g - self.g_sfa0, 0.0) / self.g_unit
+        self.vth = self._threshold(g, self.g_sfa0)
+
+    def _threshold(self, g_sfa: float | np.ndarray, g_sfa0: float | np.ndarray) -> float | np.ndarray:
+        """Firing threshold (synapses) from the SFA device's conductance ``g_sfa`` and its initial
+        ``g_sfa0`` (S): ``vth0 + sfa_gain * max(g_sfa - g_sfa0, 0) / g_unit``."""
+        return self.p.vth0 + self.p.sfa_gain * np.maximum(g_sfa - g_sfa0, 0.0) / self.g_unit
 
     def winners(self, bits: np.ndarray, chunk: int = 2048) -> np.ndarray:
         """Frozen-weight WTA winner of each feature map (n, n_in): the largest ``V - V_TH`` among the
