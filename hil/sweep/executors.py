@@ -29,6 +29,22 @@ log = logging.getLogger(__name__)
 #: dask-jobqueue cluster classes by the table name of ``[sweep.dask.<system>]``.
 JOBQUEUE_CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
 
+#: Dask settings of the ``LocalCluster`` this package starts (keys of ``distributed.yaml``).
+#: A trial task only waits on its subprocess, so the worker's housekeeping is pure cost on the
+#: cores the trials need: its statistical profiler samples the waiting thread every 10 ms, the
+#: event-loop health tick runs every 20 ms, the system and memory monitors every 0.5 s / 0.1 s, and
+#: work stealing moves nothing useful between single-task workers. With the defaults, 8 trials of
+#: ``benchmarks/sweep.py`` on 2 workers ran 18 % slower inside than on the local pool (28.3 s
+#: against 24.0 s per trial) while the cluster's processes used 26 s of CPU in 133 s.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.scheduler.work-stealing": False,
+}
+
 
 def default_workers() -> int:
     """The number of cores this process may use."""
@@ -128,9 +144,12 @@ class DaskExecutor:
             self._own_cluster = jobqueue_cluster(settings)
             self.client = distributed.Client(self._own_cluster)
         else:
-            self._own_cluster = distributed.LocalCluster(
-                n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address="127.0.0.1:0")
+            import dask
+
+            with dask.config.set(LOCAL_CLUSTER_CONFIG):  # read when the scheduler, nannies and workers start
+                self._own_cluster = distributed.LocalCluster(
+                    n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                    host="127.0.0.1", dashboard_address="127.0.0.1:0")
             self.client = distributed.Client(self._own_cluster)
         self._futures: list[Any] = []
         link = getattr(self.client, "dashboard_link", None)

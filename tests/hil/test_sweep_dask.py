@@ -17,7 +17,7 @@ from distributed import LocalCluster  # noqa: E402
 
 from hil.experiments.schema import ConfigError  # noqa: E402
 from hil.sweep import engine  # noqa: E402
-from hil.sweep.executors import DaskExecutor, LocalExecutor, jobqueue_cluster  # noqa: E402
+from hil.sweep.executors import LOCAL_CLUSTER_CONFIG, DaskExecutor, LocalExecutor, jobqueue_cluster  # noqa: E402
 from hil.sweep.spec import DaskSettings, load_sweep  # noqa: E402
 from hil.sweep.trial import run_path  # noqa: E402
 from sweep_helpers import run_file_content, write_program_sweep  # noqa: E402
@@ -151,9 +151,28 @@ def test_executor_dask_without_an_address_starts_a_loopback_local_cluster(tmp_pa
         assert link is None or "127.0.0.1" in link
         workers = executor.client.scheduler_info()["workers"]
         assert len(workers) == 1 and all(w["nthreads"] == 1 for w in workers.values())
+        # the worker process itself runs without the housekeeping that competes with the trials
+        seen = executor.client.run(_worker_housekeeping)
+        assert list(seen.values()) == [{"profiler": False, "tick_s": 1.0, "work_stealing": False}]
     finally:
         executor.close()
     assert main(["sweep", str(path), "--executor", "dask", "--workers", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "Dask dashboard:" in out and "1 trials run" in out
     assert run_path(load_sweep(path).out_dir, "tolerance=0.1__seed=0").is_file()
+
+
+def _worker_housekeeping(dask_worker=None):
+    import dask
+    from dask.utils import parse_timedelta
+
+    return {"profiler": bool(dask.config.get("distributed.worker.profile.enabled")),
+            "tick_s": parse_timedelta(dask.config.get("distributed.admin.tick.interval")),
+            "work_stealing": bool(dask.config.get("distributed.scheduler.work-stealing"))}
+
+
+def test_the_local_cluster_settings_are_distributed_keys():
+    import dask
+
+    for key in LOCAL_CLUSTER_CONFIG:
+        assert dask.config.get(key, default=KeyError) is not KeyError, key
