@@ -110,7 +110,8 @@ _OPS_CHUNK = 1 << 16
 FLUSH_RECORDS = 1 << 18
 FLUSH_RECORDS_MAX = 8 << 20
 _BATCH_CHUNK = 4096
-_GZIP = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+_GZIP_LEVEL = 1
+_GZIP = {"compression": "gzip", "compression_opts": _GZIP_LEVEL, "shuffle": True}
 #: Bytes kept free on the disk for closing a run file and marking it failed.
 DISK_RESERVE = 256 * 1024
 #: Time bound of opening a file whose flags say a writer is (or was) active, s.
@@ -231,14 +232,14 @@ class RunStore:
         #: rewrite the file compactly after a clean close (:func:`compact`)
         self.compact_on_close = True
         self._lock = threading.RLock()  # every HDF5 call
-        self._buffer = threading.Lock()  # the buffered records and the encoding state
+        self._buffer = threading.Lock()  # the queued batches
         self._wake = threading.Event()  # many records buffered: flush now
-        self._pending: dict[str, list[np.ndarray]] = {k: [] for k in OPS_DATASETS}
-        self._batch_rows: list[tuple] = []
+        self._queued: list[tuple] = []  # batches not yet encoded and written (see _append)
         self._pending_n = 0
         batches = f["ops/batch"]
         self._n_records = int(batches["n"].astype(np.int64).sum()) if batches.shape[0] else 0
         self._dicts = {fld: _Dictionary(f["ops"][f"{fld}_values"][()]) for fld in CODED_FIELDS}
+        self._appenders = {name: _ChunkAppender(f["ops"][name]) for name in OPS_DATASETS}
         self._array_ids: dict[str, int] = {}
         self._last_cells: dict[int, np.ndarray] = {}  # flat cells of each array's last batch
         self._listeners: dict[int, tuple[Any, Any]] = {}
@@ -455,60 +456,15 @@ class RunStore:
             if rows.max() >= 65536 or cols.max() >= stride or rows.min() < 0 or cols.min() < 0:
                 raise ValueError(f"cell address outside the array ({stride} columns)")
             flat = rows * stride + cols
+        # Only copies here (the caller may reuse its arrays); the encoding runs in the flush,
+        # off the experiment's thread (:meth:`_encode`).
+        times = None if batch.t_start is not None and batch.t_step is not None else \
+            np.array(batch.times, dtype="<f8")
+        fields = {f: (v if np.ndim(v) == 0 else np.array(v, dtype="<f4"))
+                  for f in VALUE_FIELDS if (v := batch.fields.get(f, np.nan)) is not None}
         with self._buffer:
-            varying = raw = same = 0
-            pending = self._pending
-            if batch.t_start is not None and batch.t_step is not None:
-                t_start, t_step = batch.t_start, batch.t_step
-            else:
-                varying |= 1
-                t_start = t_step = np.nan
-                pending["time"].append(np.asarray(batch.times, dtype="<f8"))
-            values = []
-            vg_codes = None
-            for bit, f in enumerate(VALUE_FIELDS, start=1):
-                v = batch.fields.get(f, np.nan)
-                if np.ndim(v) == 0:
-                    values.append(v)
-                    continue
-                a = np.asarray(v, dtype="<f4")
-                bits = a.view("<u4")
-                if (bits == bits[0]).all():
-                    values.append(a[0])
-                    continue
-                varying |= 1 << bit
-                values.append(np.nan)
-                if f == "result":
-                    pending[f].append(a)
-                    continue
-                d = self._dicts[f]
-                if vg_codes is not None and d.holds(vg_codes, bits):  # codes equal v_gate's: not stored again
-                    same |= 1 << bit
-                    continue
-                codes, new = d.encode(bits)
-                if codes is None:
-                    raw |= 1 << bit
-                    pending[f"{f}_raw"].append(a)
-                    continue
-                if new.size:
-                    pending[f"{f}_values"].append(new.view("<f4"))
-                if f == "v_gate":
-                    vg_codes = codes
-                elif vg_codes is not None and np.array_equal(codes, vg_codes):
-                    same |= 1 << bit
-                    continue
-                pending[f].append(codes)
-            last = self._last_cells.get(aid)
-            if last is not None and last.size == n and np.array_equal(last, flat):
-                same |= 1
-            else:
-                delta = np.empty(n, dtype="<u4")  # modulo 2**32 (see _decode_cells)
-                delta[0] = flat[0]
-                np.subtract(flat[1:], flat[:-1], out=delta[1:], casting="unsafe")
-                pending["cell"].append(delta)
-            self._last_cells[aid] = flat
-            self._batch_rows.append((aid, int(batch.kind), varying, raw, same, self._n_records, n, stride,
-                                     t_start, t_step, time.time(), *values))
+            self._queued.append((aid, int(batch.kind), self._n_records, n, stride, flat, batch.t_start, batch.t_step,
+                                 times, fields, time.time()))
             self._n_records += n
             self._pending_n += n
             pending_n = self._pending_n
@@ -610,6 +566,65 @@ class RunStore:
                     grp.attrs["table"] = _json(attrs)
                 self._f.flush()
 
+    def _encode(self, queued: list[tuple]) -> dict[str, list[np.ndarray]]:
+        """Encode queued batches in order (the flush holds :attr:`_lock`, the only user of the
+        encoding state): dictionary codes, cell deltas, the ``/ops/batch`` rows."""
+        pending: dict[str, list[np.ndarray]] = {k: [] for k in OPS_DATASETS}
+        rows = []
+        for aid, kind, first, n, stride, flat, t_start, t_step, times, fields, wall in queued:
+            varying = raw = same = 0
+            if times is not None:
+                varying |= 1
+                t_start = t_step = np.nan
+                pending["time"].append(times)
+            values = []
+            vg_codes = None
+            for bit, f in enumerate(VALUE_FIELDS, start=1):
+                v = fields.get(f, np.nan)
+                if np.ndim(v) == 0:
+                    values.append(v)
+                    continue
+                a = v
+                bits = a.view("<u4")
+                if (bits == bits[0]).all():
+                    values.append(a[0])
+                    continue
+                varying |= 1 << bit
+                values.append(np.nan)
+                if f == "result":
+                    pending[f].append(a)
+                    continue
+                d = self._dicts[f]
+                if vg_codes is not None and d.holds(vg_codes, bits):  # codes equal v_gate's: not stored again
+                    same |= 1 << bit
+                    continue
+                codes, new = d.encode(bits)
+                if codes is None:
+                    raw |= 1 << bit
+                    pending[f"{f}_raw"].append(a)
+                    continue
+                if new.size:
+                    pending[f"{f}_values"].append(new.view("<f4"))
+                if f == "v_gate":
+                    vg_codes = codes
+                elif vg_codes is not None and np.array_equal(codes, vg_codes):
+                    same |= 1 << bit
+                    continue
+                pending[f].append(codes)
+            last = self._last_cells.get(aid)
+            if last is not None and last.size == n and np.array_equal(last, flat):
+                same |= 1
+            else:
+                delta = np.empty(n, dtype="<u4")  # modulo 2**32 (see _decode_cells)
+                delta[0] = flat[0]
+                np.subtract(flat[1:], flat[:-1], out=delta[1:], casting="unsafe")
+                pending["cell"].append(delta)
+            self._last_cells[aid] = flat
+            rows.append((aid, kind, varying, raw, same, first, n, stride, t_start, t_step, wall, *values))
+        if rows:
+            pending["batch"] = [np.array(rows, dtype=BATCH_DTYPE)]
+        return {k: v for k, v in pending.items() if v}
+
     def flush(self) -> None:
         """Write buffered operations, refresh the heartbeat and flush the file."""
         with self._lock:
@@ -639,13 +654,10 @@ class RunStore:
         """Write the buffered records (the caller holds :attr:`_lock`). The buffers are taken
         at once, so records keep arriving while these are compressed and written."""
         with self._buffer:
-            pending = {k: v for k, v in self._pending.items() if v}
-            self._pending = {k: [] for k in OPS_DATASETS}
-            if self._batch_rows:
-                pending["batch"] = [np.array(self._batch_rows, dtype=BATCH_DTYPE)]
-                self._batch_rows = []
+            queued, self._queued = self._queued, []
             self._pending_n = 0
         self._wake.clear()
+        pending = self._encode(queued)
         self._ensure_space(sum(a.nbytes for chunks in pending.values() for a in chunks), "operation records")
         with self._writing("operation records"):
             ops = self._f["ops"]
@@ -654,11 +666,7 @@ class RunStore:
             for k, name in enumerate(OPS_DATASETS):
                 chunks = pending.get(name)
                 if chunks:
-                    data = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-                    ds = ops[name]
-                    n0 = ds.shape[0]
-                    ds.resize((n0 + data.size,))
-                    ds[n0:] = data
+                    self._appenders[name].append(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
                 lengths[k] = ops[name].shape[0]
             self._f.attrs["heartbeat"] = time.time()
             self._f.flush()  # the records are on disk ...
@@ -763,6 +771,45 @@ class RunStore:
             except StoreError:
                 if not isinstance(exc, StoreError):
                     raise
+
+
+class _ChunkAppender:
+    """Appends to a 1-D ``/ops`` dataset (chunked, shuffle + deflate) by writing whole chunks
+    already filtered, with HDF5's direct chunk write.
+
+    The chunks are byte-shuffled and deflated here, as HDF5's own shuffle and deflate filters
+    would (the file is the same to every reader), because ``zlib.compress`` releases the GIL and
+    h5py's filtered writes do not: the flush thread compresses while the experiment goes on. The
+    last, partial chunk is kept in memory and written zero-padded (a full chunk, as HDF5 stores
+    edge chunks); the next append rewrites it with more records.
+    """
+
+    def __init__(self, ds: h5py.Dataset) -> None:
+        self.ds = ds
+        self.chunk = int(ds.chunks[0])
+        self.itemsize = ds.dtype.itemsize
+        n = ds.shape[0]
+        self.tail = ds[n - n % self.chunk:n] if n % self.chunk else np.empty(0, dtype=ds.dtype)
+
+    def _filtered(self, piece: np.ndarray) -> bytes:
+        if piece.size < self.chunk:
+            full = np.zeros(self.chunk, dtype=piece.dtype)
+            full[:piece.size] = piece
+            piece = full
+        # a numpy copy (not ndarray.tobytes of the transposed view) so that the GIL is released
+        shuffled = np.ascontiguousarray(np.ascontiguousarray(piece).view(np.uint8).reshape(self.chunk, self.itemsize).T)
+        return zlib.compress(shuffled, _GZIP_LEVEL)
+
+    def append(self, data: np.ndarray) -> None:
+        """Append ``data`` (the dataset's dtype) at the end of the dataset."""
+        data = np.asarray(data, dtype=self.ds.dtype)
+        n0 = self.ds.shape[0]
+        start = n0 - self.tail.size
+        buf = np.concatenate([self.tail, data]) if self.tail.size else data
+        self.ds.resize((n0 + data.size,))
+        for i in range(0, buf.size, self.chunk):
+            self.ds.id.write_direct_chunk((start + i,), self._filtered(buf[i:i + self.chunk]))
+        self.tail = buf[buf.size - buf.size % self.chunk:].copy()
 
 
 class _Dictionary:

@@ -20,7 +20,7 @@ from drivers.sim_array import SimArray
 from hil.cli import main
 from hil.h5recover import consistency_flags
 from hil.runcheck import check_run, problems
-from hil.store import RunStore, StoreError, WriterAliveError, open_run
+from hil.store import RunStore, StoreError, WriterAliveError, _ChunkAppender, open_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,14 +70,14 @@ def test_an_injected_write_error_stops_the_run_clearly_and_keeps_what_was_flushe
     store = RunStore.create(path, config={}, seed=0, backend="sim", flush_interval=0)
     store.attach_array("a", a)
     a.form()
-    real = h5py.Dataset.__setitem__
+    real = _ChunkAppender.append  # every /ops write goes through it
 
-    def failing(self, key, value):
-        if self.name == "/ops/batch":
+    def failing(self, data):
+        if self.ds.name == "/ops/batch":
             raise OSError(28, "No space left on device")
-        return real(self, key, value)
+        return real(self, data)
 
-    mocker.patch.object(h5py.Dataset, "__setitem__", failing)
+    mocker.patch.object(_ChunkAppender, "append", failing)
     with pytest.raises(StoreError) as info:
         a.read()
     assert str(path) in str(info.value) and "No space left on device" in str(info.value)
