@@ -580,11 +580,10 @@ class RunStore:
             values = []
             vg_codes = None
             for bit, f in enumerate(VALUE_FIELDS, start=1):
-                v = fields.get(f, np.nan)
-                if np.ndim(v) == 0:
-                    values.append(v)
+                a = fields.get(f, np.nan)
+                if np.ndim(a) == 0:
+                    values.append(a)
                     continue
-                a = v
                 bits = a.view("<u4")
                 if (bits == bits[0]).all():
                     values.append(a[0])
