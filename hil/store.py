@@ -111,6 +111,8 @@ FLUSH_RECORDS = 1 << 18
 FLUSH_RECORDS_MAX = 8 << 20
 _BATCH_CHUNK = 4096
 _GZIP_LEVEL = 1
+#: ``/ops`` datasets deflated with zlib's ``Z_RLE`` strategy (see :class:`_ChunkAppender`).
+_RLE_DATASETS = ("result",)
 _GZIP = {"compression": "gzip", "compression_opts": _GZIP_LEVEL, "shuffle": True}
 #: Bytes kept free on the disk for closing a run file and marking it failed.
 DISK_RESERVE = 256 * 1024
@@ -239,7 +241,7 @@ class RunStore:
         batches = f["ops/batch"]
         self._n_records = int(batches["n"].astype(np.int64).sum()) if batches.shape[0] else 0
         self._dicts = {fld: _Dictionary(f["ops"][f"{fld}_values"][()]) for fld in CODED_FIELDS}
-        self._appenders = {name: _ChunkAppender(f["ops"][name]) for name in OPS_DATASETS}
+        self._appenders = {name: _ChunkAppender(f["ops"][name], rle=name in _RLE_DATASETS) for name in OPS_DATASETS}
         self._array_ids: dict[str, int] = {}
         self._last_cells: dict[int, np.ndarray] = {}  # flat cells of each array's last batch
         self._listeners: dict[int, tuple[Any, Any]] = {}
@@ -777,14 +779,20 @@ class _ChunkAppender:
     already filtered, with HDF5's direct chunk write.
 
     The chunks are byte-shuffled and deflated here, as HDF5's own shuffle and deflate filters
-    would (the file is the same to every reader), because ``zlib.compress`` releases the GIL and
-    h5py's filtered writes do not: the flush thread compresses while the experiment goes on. The
+    would (the file is the same to every reader), because zlib releases the GIL and h5py's
+    filtered writes do not: the flush thread compresses while the experiment goes on. With
+    ``rle`` deflate runs with zlib's ``Z_RLE`` strategy (run-length matches only, still a standard
+    deflate stream): on the shuffled read results (float32 noise) of a 128x128 program-and-verify
+    it gave 2.11 MB against level 1's 2.16 MB in half the time (26 ms against 55 ms), and on the
+    quickstart's 72.9 MB against 74.5 MB; on the cell deltas of the quickstart it gave 27.1 MB
+    against 19.3 MB, so only the result column uses it (:data:`_RLE_DATASETS`). The
     last, partial chunk is kept in memory and written zero-padded (a full chunk, as HDF5 stores
     edge chunks); the next append rewrites it with more records.
     """
 
-    def __init__(self, ds: h5py.Dataset) -> None:
+    def __init__(self, ds: h5py.Dataset, rle: bool = False) -> None:
         self.ds = ds
+        self.strategy = zlib.Z_RLE if rle else zlib.Z_DEFAULT_STRATEGY
         self.chunk = int(ds.chunks[0])
         self.itemsize = ds.dtype.itemsize
         n = ds.shape[0]
@@ -797,7 +805,8 @@ class _ChunkAppender:
             piece = full
         # a numpy copy (not ndarray.tobytes of the transposed view) so that the GIL is released
         shuffled = np.ascontiguousarray(np.ascontiguousarray(piece).view(np.uint8).reshape(self.chunk, self.itemsize).T)
-        return zlib.compress(shuffled, _GZIP_LEVEL)
+        z = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 15, 8, self.strategy)
+        return z.compress(shuffled) + z.flush()
 
     def append(self, data: np.ndarray) -> None:
         """Append ``data`` (the dataset's dtype) at the end of the dataset."""
