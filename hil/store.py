@@ -774,6 +774,14 @@ class RunStore:
                     raise
 
 
+def _byte_shuffled(a: np.ndarray) -> np.ndarray:
+    """The bytes of ``a`` grouped by byte position (byte 0 of every element, then byte 1, ...),
+    as HDF5's shuffle filter does: a contiguous uint8 array of ``a.nbytes``. A numpy copy rather
+    than ``tobytes`` of the transposed view, so that the GIL is released while it runs."""
+    a = np.ascontiguousarray(a)
+    return np.ascontiguousarray(a.reshape(-1).view(np.uint8).reshape(a.size, a.dtype.itemsize).T)
+
+
 class _ChunkAppender:
     """Appends to a 1-D ``/ops`` dataset (chunked, shuffle + deflate) by writing whole chunks
     already filtered, with HDF5's direct chunk write.
@@ -794,7 +802,6 @@ class _ChunkAppender:
         self.ds = ds
         self.strategy = zlib.Z_RLE if rle else zlib.Z_DEFAULT_STRATEGY
         self.chunk = int(ds.chunks[0])
-        self.itemsize = ds.dtype.itemsize
         n = ds.shape[0]
         self.tail = ds[n - n % self.chunk:n] if n % self.chunk else np.empty(0, dtype=ds.dtype)
 
@@ -803,10 +810,8 @@ class _ChunkAppender:
             full = np.zeros(self.chunk, dtype=piece.dtype)
             full[:piece.size] = piece
             piece = full
-        # a numpy copy (not ndarray.tobytes of the transposed view) so that the GIL is released
-        shuffled = np.ascontiguousarray(np.ascontiguousarray(piece).view(np.uint8).reshape(self.chunk, self.itemsize).T)
         z = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 15, 8, self.strategy)
-        return z.compress(shuffled) + z.flush()
+        return z.compress(_byte_shuffled(piece)) + z.flush()
 
     def append(self, data: np.ndarray) -> None:
         """Append ``data`` (the dataset's dtype) at the end of the dataset."""
@@ -970,7 +975,7 @@ def _pack_checkpoint(arrays: dict[str, np.ndarray], meta_json: str, extra: dict[
             raise ValueError(f"checkpoint array {name!r} has dtype object; only numeric / fixed-width arrays")
         raw = a.reshape(-1).view(np.uint8)
         if a.size >= 1024 and a.dtype.kind in "biufc":
-            data, enc = zlib.compress(raw.reshape(a.size, a.dtype.itemsize).T.tobytes(), 4), "shuffle+zlib"
+            data, enc = zlib.compress(_byte_shuffled(a), 4), "shuffle+zlib"
         else:
             data, enc = raw.tobytes(), "raw"
         entries.append({"name": _name(name), "dtype": a.dtype.str, "shape": list(a.shape), "offset": offset,
