@@ -31,12 +31,12 @@ benchmark continues, and ``--protocols shared`` afterwards adds the shared-BN ro
 rerunning the selection. ``--source bundled`` with a small ``--hidden`` and few ``--epochs``
 checks the script in minutes; the numbers are then not the paper's setting.
 
-The headline of the README was made with (validation selection between two verify tolerances,
-the rest fixed; 2 + 2 epochs, 784-512-10, instead of the paper's 50 + 50):
+The headline of the README was made with (validation selection between two values of m*, the
+rest fixed; 5 + 5 epochs, 784-1024-10, instead of the paper's 50 + 50):
 
-    OMP_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir DATA_DIR --hidden 512 --epochs 2 2 \
-        --program-every 10 --m-star 10 --jobs 1 --protocols per-task --grid device.tolerance=0.15,0.3 \
-        --set device.refresh_tolerance=0.3 --set checkpoint_every_epoch=false
+    OMP_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir DATA_DIR --hidden 1024 --epochs 5 5 \\
+        --program-every 10 --jobs 2 --protocols per-task --grid learning.m_star=5,5.5 \\
+        --set device.tolerance=0.15 --set device.refresh_tolerance=0.3 --set checkpoint_every_epoch=false
 """
 
 from __future__ import annotations
