@@ -60,6 +60,10 @@ import numpy as np  # noqa: E402
 from hil.experiments import registry, runner  # noqa: E402
 from hil.experiments.metaplastic import MetaplasticExperiment, memory_lines  # noqa: E402
 
+#: The runs of the frozen configuration: the headline, the plain-rule baseline, the software QNN.
+KINDS = {"metaplastic device": {}, "plain device": {"learning.rule": "plain"},
+         "software QNN": {"device.backend": "software"}}
+
 #: The paper's numbers (D'Agostino et al., 2023): hardware-in-the-loop, MNIST then Fashion-MNIST.
 PAPER = {"mnist": 97.0, "fashion-mnist": 86.0}
 
@@ -221,6 +225,9 @@ def main() -> None:
                          "device.tolerance=0.1; recorded as 'not selected'")
     ap.add_argument("--protocols", nargs="+", default=["per-task", "shared"], choices=["per-task", "shared"],
                     help="BatchNorm protocols of the frozen configuration (selection always uses per-task)")
+    ap.add_argument("--kinds", nargs="+", default=["metaplastic", "plain", "software"],
+                    choices=["metaplastic", "plain", "software"],
+                    help="runs of the frozen configuration (default all three; the headline needs all three)")
     ap.add_argument("--selection-seeds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
@@ -250,8 +257,7 @@ def main() -> None:
     sel_configs = [variant(base, f"sel{p}-s{s}", s, args.out_dir, **point, **{"tasks.test_at": "never"})
                    for p, point in enumerate(points) for s in sel_seeds]
     # ---------------------------------------------------------------- 2. frozen configuration
-    kinds = {"metaplastic device": {}, "plain device": {"learning.rule": "plain"},
-             "software QNN": {"device.backend": "software"}}
+    kinds = {kind: over for kind, over in KINDS.items() if kind.split()[0] in args.kinds}
     t0 = time.perf_counter()
     with (InlineExecutor() if args.jobs == 1 else ProcessPoolExecutor(max_workers=args.jobs)) as pool:
         sel = run_all(pool, sel_configs)
@@ -287,7 +293,8 @@ def main() -> None:
     names = [h for h in ("mnist", "fashion-mnist")] if args.sequence == "mnist-fmnist" else \
         [f"pmnist-{k}" for k in range(len(args.epochs))]
     ep = "+".join(str(e) for e in args.epochs)
-    print(f"\n== Metaplastic QNN 784-{args.hidden}-10, {args.technology} SimArray (offset reference), "
+    layers = "-".join(str(h) for h in best.get("network.hidden", base["network"]["hidden"]))
+    print(f"\n== Metaplastic QNN 784-{layers}-10, {args.technology} SimArray (offset reference), "
           f"{args.sequence} {ep} epochs, batch {args.batch_size}, data {args.source}"
           f"{f', train_limit {args.train_limit}' if args.train_limit else ''} ==")
     vdesc = f"{args.validation} images" if isinstance(args.validation, int) else f"{100 * args.validation:g} %"
@@ -296,9 +303,13 @@ def main() -> None:
           f"{len(seeds)} seeds {seeds}; mean ± std (sample std).")
     print(f"\n1. Selection (metaplastic device run, per-task BN; score = mean validation accuracy over the tasks "
           f"after the sequence), {t_sel / 60:.1f} min:")
+    print(f"   {'point':50s} {'score':>14s}   " + "   ".join(f"{'val ' + n:>17s}" for n in names))
     for mean, std, point in sorted(scores, key=lambda s: -s[0]):
         mark = "  <- selected" if point == best else ""
-        print(f"   {json.dumps(point) if point else '(no grid)':50s} {100 * mean:6.2f} ± {100 * std:4.2f} %{mark}")
+        p = points.index(point)
+        runs = [r for r in sel if r["name"].startswith(f"sel{p}-")]
+        per_task = "   ".join(f"{ms([r['summary'][f'val.{n}'] for r in runs]):>17s}" for n in names)
+        print(f"   {json.dumps(point) if point else '(no grid)':50s} {100 * mean:6.2f} ± {100 * std:4.2f} %   {per_task}{mark}")
     fixed = {k: v for k, v in {"network.hidden": args.hidden, "tasks.epochs": args.epochs,
                                 "device.program_every": args.program_every, **fixed_set}.items() if k not in best}
     print(f"   not selected (fixed by the command line): {json.dumps(fixed)}")
@@ -334,6 +345,8 @@ def main() -> None:
           f"mean over seeds:")
     for kind in ("metaplastic device", "plain device"):
         runs = [r for r in final if r["name"].startswith(f"{kind.split()[0]}-dev-{args.protocols[0]}-")]
+        if not runs:
+            continue
         mean = {k: np.mean([r["sessions_mean"][k] for r in runs]) for k in runs[0]["sessions_mean"]}
         mx = {k: max(r["sessions_max"][k] for r in runs) for k in runs[0]["sessions_max"]}
         print(f"   {kind:20s} " + "  ".join(f"{k} {mean[k]:.2f} (max {mx[k]})" for k in mean)
