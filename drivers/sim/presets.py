@@ -14,7 +14,7 @@ References:
         arXiv:2306.12142 (2023), Fig. 4b (8-level HCS vs I_CC, 16 kbit 1T1R HfO2, 130 nm CMOS).
     [V0] Ielmini, "Modeling the universal set/reset characteristics of bipolar RRAM by
         field- and temperature-driven filament growth", IEEE TED 58(12), 2011: LRS
-        R ~ V0 / I_C with V0 ~ 0.2-0.4 V in 1T1R cells (DESIGN.md uses 0.4 V).
+        R ~ V0 / I_C with V0 ~ 0.2-0.4 V in 1T1R cells (0.4 V taken here).
     [HFO2-VAR] Grossi et al., IEEE TED 2019 / Nail et al., IEDM 2016 (CEA-Leti HfO2 1T1R):
         relative LRS spread ~10 % near 10-20 uA, falling roughly as I_C^-0.5; HRS log-normal.
     [SIOX-VAR] Bianchi et al., VLSI 2019 / Munoz-Martin et al., IEEE JXCD 5, 2019 (SiOx
@@ -69,7 +69,7 @@ _HFO2_TRANSISTOR = Transistor(v_th=0.45, k=2.0e-4)
 HFO2_BENIGN_PHYSICS = DeviceParams(
     name="hfo2-benign",
     transistor=_HFO2_TRANSISTOR,
-    v0=0.4,  # [V0] / DESIGN.md: LRS G ~ I_C / 0.4 V
+    v0=0.4,  # [V0]: LRS G ~ I_C / 0.4 V (upper end of the 0.2-0.4 V range)
     sigma_lrs_ref=0.08,  # [HFO2-VAR]: ~8 % relative spread at 20 uA
     i_ref=20e-6,
     sigma_lrs_exp=0.5,  # [HFO2-VAR]: spread ~ I_C^-0.5 ([META] Fig. 4b: low-I_CC CDFs widest)
