@@ -31,12 +31,13 @@ benchmark continues, and ``--protocols shared`` afterwards adds the shared-BN ro
 rerunning the selection. ``--source bundled`` with a small ``--hidden`` and few ``--epochs``
 checks the script in minutes; the numbers are then not the paper's setting.
 
-The headline of the README was made with (validation selection between two values of m*, the
-rest fixed; 5 + 5 epochs, 784-1024-10, instead of the paper's 50 + 50):
+The headline of the README was made with (validation selection of the width and m*, the rest
+fixed; 5 + 5 epochs instead of the paper's 50 + 50):
 
-    OMP_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir DATA_DIR --hidden 1024 --epochs 5 5 \\
-        --program-every 10 --jobs 2 --protocols per-task --grid learning.m_star=5,5.5 \\
-        --set device.tolerance=0.15 --set device.refresh_tolerance=0.3 --set checkpoint_every_epoch=false
+    OMP_NUM_THREADS=1 python benchmarks/metaplastic.py --data-dir DATA_DIR --epochs 5 5 --program-every 10 \\
+        --jobs 2 --grid network.hidden=[1024],[2048] --grid learning.m_star=2,3,4,5,6 \\
+        --set device.tolerance=0.15 --set device.refresh_tolerance=0.3 --set checkpoint_every_epoch=false \\
+        --curve-epochs 20 20
 """
 
 from __future__ import annotations
