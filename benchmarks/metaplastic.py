@@ -263,9 +263,9 @@ def main() -> None:
     with (InlineExecutor() if args.jobs == 1 else ProcessPoolExecutor(max_workers=args.jobs)) as pool:
         sel = run_all(pool, sel_configs)
         t_sel = time.perf_counter() - t0
+        sel_by_point = [[r for r in sel if r["name"].startswith(f"sel{p}-")] for p in range(len(points))]
         scores = []
-        for p, point in enumerate(points):
-            runs = [r for r in sel if r["name"].startswith(f"sel{p}-")]
+        for point, runs in zip(points, sel_by_point):
             per_seed = [np.mean([v for k, v in r["summary"].items() if k.startswith("val.")]) for r in runs]
             scores.append((float(np.mean(per_seed)), float(np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0), point))
         best = max(scores, key=lambda s: s[0])[2]
@@ -305,10 +305,10 @@ def main() -> None:
     print(f"\n1. Selection (metaplastic device run, per-task BN; score = mean validation accuracy over the tasks "
           f"after the sequence), {t_sel / 60:.1f} min:")
     print(f"   {'point':50s} {'score':>14s}   " + "   ".join(f"{'val ' + n:>17s}" for n in names))
-    for mean, std, point in sorted(scores, key=lambda s: -s[0]):
+    for p in sorted(range(len(points)), key=lambda p: -scores[p][0]):
+        mean, std, point = scores[p]
+        runs = sel_by_point[p]
         mark = "  <- selected" if point == best else ""
-        p = points.index(point)
-        runs = [r for r in sel if r["name"].startswith(f"sel{p}-")]
         per_task = "   ".join(f"{ms([r['summary'][f'val.{n}'] for r in runs]):>17s}" for n in names)
         print(f"   {json.dumps(point) if point else '(no grid)':50s} {100 * mean:6.2f} ± {100 * std:4.2f} %   {per_task}{mark}")
     fixed = {k: v for k, v in {"network.hidden": args.hidden, "tasks.epochs": args.epochs,
