@@ -111,6 +111,11 @@ def job(data: dict[str, Any]) -> dict[str, Any]:
         res["sessions_mean"] = {k: float(v.mean()) for k, v in r.sessions_per_device.items()}
         res["sessions_max"] = {k: int(v.max()) for k, v in r.sessions_per_device.items()}
         res["events_mean"] = float(r.events_per_device.mean())
+    device = getattr(out.experiment, "device", None)
+    if device is not None and hasattr(device, "arrays"):  # worn out: stuck after reaching its endurance
+        models = [a.model for a in device.arrays]
+        worn = sum(int(np.count_nonzero((m.stuck != 0) & (m.n_set + m.n_reset >= m.endurance))) for m in models)
+        res["worn_fraction"] = worn / sum(m.stuck.size for m in models)
     return res
 
 
