@@ -145,20 +145,29 @@ def job_bnn(args_dict: dict[str, Any]) -> dict[str, Any]:
     return {"seed": args.seed, "own": own, "end": end, "wall": time.perf_counter() - t0}
 
 
-def cached_job(data: dict[str, Any]) -> dict[str, Any]:
-    """:func:`job`, with its result kept beside the run file (``<out>.json``, with the configuration
-    it ran): a rerun of the benchmark with the same configuration reads it instead of running again,
-    so an interrupted benchmark continues where it stopped."""
-    path = Path(data["out"]).with_suffix(".json")
+def _kept(path: Path, key: dict[str, Any], run: Any) -> dict[str, Any]:
+    """``run(key)``'s result, kept in ``path`` (JSON, with the ``key`` it ran): read back instead of
+    running again while the key is the same, so an interrupted benchmark continues where it stopped."""
     if path.exists():
         kept = json.loads(path.read_text())
-        if kept.get("config") == data:
+        if kept.get("config") == key:
             return kept["result"]
-    res = job(data)
+    res = run(key)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"config": data, "result": res}, default=str))
+    tmp.write_text(json.dumps({"config": key, "result": res}, default=str))
     tmp.replace(path)
     return res
+
+
+def cached_job(data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`job`, with its result kept beside the run file (``<out>.json``, with the configuration it ran)."""
+    return _kept(Path(data["out"]).with_suffix(".json"), data, job)
+
+
+def cached_job_bnn(args_dict: dict[str, Any]) -> dict[str, Any]:
+    """:func:`job_bnn`, its result kept in ``<out_dir>/bnn-s<seed>.json`` (with the arguments it used)."""
+    key = {k: args_dict[k] for k in ("seed", "epochs", "validation", "source", "data_dir")}
+    return _kept(Path(args_dict["out_dir"]) / f"bnn-s{key['seed']}.json", key, job_bnn)
 
 
 class InlineExecutor(Executor):
@@ -278,7 +287,7 @@ def main() -> None:
                           **best, **over, **{"network.batchnorm": bn, "tasks.test_at": "task-end"})
                   for kind, over in kinds.items() for bn in args.protocols for s in seeds]
         t1 = time.perf_counter()
-        bnn_jobs = [pool.submit(job_bnn, {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        bnn_jobs = [pool.submit(cached_job_bnn, {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                                           "seed": s}) for s in seeds[:args.bnn_seeds]] if args.sequence == "mnist-fmnist" else []
         curve_job = None
         if args.curve_epochs:

@@ -49,3 +49,21 @@ def test_inline_executor_runs_in_order_and_propagates_errors(bench):
         failed = ex.submit(lambda: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             failed.result()
+
+
+def test_bnn_baseline_result_is_kept_per_seed(bench, tmp_path, monkeypatch):
+    calls = []
+
+    def fake(key):
+        calls.append(key)
+        return {"seed": key["seed"], "own": {}, "end": {"mnist": 0.5}, "wall": 1.0}
+
+    monkeypatch.setattr(bench, "job_bnn", fake)
+    args = {"seed": 0, "epochs": [1, 1], "validation": 40, "source": "bundled", "data_dir": None,
+            "out_dir": str(tmp_path), "hidden": 8}
+    first = bench.cached_job_bnn(args)
+    assert bench.cached_job_bnn({**args, "hidden": 16}) == first  # keys the BNN ignores: reused
+    assert len(calls) == 1 and (tmp_path / "bnn-s0.json").exists()
+    bench.cached_job_bnn({**args, "epochs": [2, 2]})  # a changed run: trained again
+    bench.cached_job_bnn({**args, "seed": 1})
+    assert len(calls) == 3
