@@ -106,11 +106,6 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             "events_mean": r.get("events_mean", 0.0), "wall": r["wall"]}
 
 
-def _ms(values: list[float]) -> str:
-    v = 100 * np.asarray(values, dtype=float)
-    return f"{v.mean():5.2f} ± {v.std(ddof=1) if v.size > 1 else 0.0:4.2f}"
-
-
 def summarise(results: list[dict[str, Any]], labels: list[str]) -> list[str]:
     lines = [f"{'condition':18s} {'rule':11s} {'MNIST (val, after all)':>22s} {'F-MNIST (val)':>14s} "
              f"{'worn cells':>10s} {'pulses/dev':>10s}"]
@@ -121,13 +116,13 @@ def summarise(results: list[dict[str, Any]], labels: list[str]) -> list[str]:
             if not rs:
                 continue
             by_rule[rule] = rs
-            lines.append(f"{label:18s} {rule:11s} {_ms([r['first'] for r in rs]):>22s} {_ms([r['last'] for r in rs]):>14s} "
+            lines.append(f"{label:18s} {rule:11s} {bench.ms([r['first'] for r in rs]):>22s} {bench.ms([r['last'] for r in rs]):>14s} "
                          f"{100 * np.mean([r['worn_fraction'] for r in rs]):9.2f}% {np.mean([r['events_mean'] for r in rs]):10.1f}")
         if set(by_rule) != {"metaplastic", "plain"}:
             continue
         adv = [m["first"] - p["first"] for m, p in zip(sorted(by_rule["metaplastic"], key=lambda r: r["seed"]),
                                                        sorted(by_rule["plain"], key=lambda r: r["seed"]))]
-        lines.append(f"{label:18s} {'advantage':11s} {_ms(adv):>22s}   (metaplastic - plain, MNIST retention, paired by seed)")
+        lines.append(f"{label:18s} {'advantage':11s} {bench.ms(adv):>22s}   (metaplastic - plain, MNIST retention, paired by seed)")
     return lines
 
 
