@@ -76,6 +76,9 @@ class DeviceConfig:
     init_max_pulses: int = 100
     program_every: int = 1
     refresh_tolerance: float = 0.10
+    #: retire (mark defective) a cell after this many programming sessions in a row without
+    #: convergence (:class:`hil.experiments.device.ProgrammingPolicy`); 0 never retires
+    retire_after: int = 0
     log_ops: bool = True
     bench: tuple[str, ...] = ()  # backend "bench": one bench TOML file per layer
     #: sensitivity studies (backend "sim" only): the simulated device's read fluctuation
@@ -208,6 +211,7 @@ def validate(cfg: RunConfig) -> None:
     _num("device.init_max_pulses", d.init_max_pulses, 1, 1000, integer=True)
     _num("device.program_every", d.program_every, 1, 100000, integer=True)
     _num("device.refresh_tolerance", d.refresh_tolerance, 0.001, 10)
+    _num("device.retire_after", d.retire_after, 0, 1000, integer=True)
     if not isinstance(d.log_ops, bool):
         raise _bad("device.log_ops", d.log_ops, "true or false")
     n_layers = len(n.hidden) + 1

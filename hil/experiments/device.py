@@ -16,6 +16,11 @@ Programming and read-back policy (stated, configurable):
   the program-and-verify report replace those cells' cached conductances: the re-programmed
   cells are read back at every programming. Cells that miss the tolerance within
   ``max_pulses`` stay pending and are programmed again at the next programming.
+* **Retiring dead cells** (``retire_after`` = K > 0): a cell whose program-and-verify does not
+  converge (its whole pulse cap spent without a verify read inside the window) in K consecutive
+  sessions is marked defective, like a cell that failed the initial programming: it is never
+  programmed or refreshed again and its measured conductance stays in use. A cell worn out at
+  LRS or HRS otherwise costs its whole pulse cap at every programming. Off (0) by default.
 * **Every epoch** (drift / relaxation policy): the whole array is read; the cache becomes that
   read, and cells whose read lies outside ``refresh_tolerance`` of their level's target are
   re-programmed (and re-read).
@@ -55,6 +60,8 @@ class ProgrammingPolicy:
         v0: V; first gate guess from ``I_C = G * v0`` (the 1T1R LRS law), minus ``gate_backoff``.
         gate_backoff: V below the estimated gate to start the IGVVA ramp.
         strategy: program-and-verify strategy name.
+        retire_after: consecutive unconverged sessions after which a cell is retired
+            (marked defective); 0 never retires.
     """
 
     tolerance: float = 0.05
@@ -65,6 +72,7 @@ class ProgrammingPolicy:
     v0: float = 0.4
     gate_backoff: float = 0.02
     strategy: str = "igvva"
+    retire_after: int = 0
 
 
 class DeviceWeights:
@@ -91,6 +99,10 @@ class DeviceWeights:
         self.pulses_by_kind: dict[str, int] = {k: 0 for k in SESSION_KINDS}
         #: cells that missed the tolerance at their last session (their next one is a retry)
         self.missed: list[np.ndarray] = [np.zeros(a.shape, bool) for a in arrays]
+        #: consecutive sessions per cell that ended without convergence (``retire_after``)
+        self.unconverged: list[np.ndarray] = [np.zeros(a.shape, np.int32) for a in arrays]
+        #: cells retired during training (marked defective after ``retire_after`` sessions)
+        self.retired = 0
         self._weights: list[np.ndarray] = [np.zeros(0, np.float32)] * len(arrays)
         self._buffers: dict[int, np.ndarray] = {}
         self.programmings = 0  # program-and-verify calls
@@ -140,8 +152,26 @@ class DeviceWeights:
         missed.flat[flat[~report.success]] = True
         self.missed[layer].flat[flat] = ~report.success
         self.failures += int(flat.size - report.success.sum())
+        if self.policy.retire_after > 0:
+            missed &= ~self._retire(layer, flat, report.converged)
         self._refresh_weights(layer, cells)
         return missed
+
+    def _retire(self, layer: int, flat: np.ndarray, converged: np.ndarray) -> np.ndarray:
+        """Count the sessions of ``flat`` (flat cell indices) that did not converge; mark the
+        cells that reached ``retire_after`` in a row defective. Returns the newly retired cells
+        as a (rows, cols) mask."""
+        count = self.unconverged[layer].reshape(-1)
+        count[flat] = np.where(converged, 0, count[flat] + 1)
+        dead = flat[count[flat] >= self.policy.retire_after]
+        retired = np.zeros(self.arrays[layer].shape, bool)
+        if dead.size:
+            retired.flat[dead] = True
+            self.defective[layer] |= retired
+            self.retired += int(dead.size)
+            log.info("layer %d: %d cells retired (%d sessions in a row without convergence), %d in all",
+                     layer, dead.size, self.policy.retire_after, self.retired)
+        return retired
 
     def _refresh_weights(self, layer: int, cells: np.ndarray) -> None:
         """Re-map the cached conductances of the weights that own ``cells`` (all when few are left)."""
@@ -217,10 +247,12 @@ class DeviceWeights:
             out[f"reprogrammed{l}"] = self.reprogrammed[l]
             out[f"pending{l}"] = self.pending[l]
             out[f"missed{l}"] = self.missed[l]
+            out[f"unconverged{l}"] = self.unconverged[l]
             for kind in SESSION_KINDS:
                 out[f"sessions_{kind}{l}"] = self.sessions[kind][l]
         out["counters"] = np.array([self.programmings, self.cells_programmed, self.pulses, self.failures], np.int64)
         out["pulses_by_kind"] = np.array([self.pulses_by_kind[k] for k in SESSION_KINDS], np.int64)
+        out["retired"] = np.array(self.retired, np.int64)
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -230,11 +262,14 @@ class DeviceWeights:
             self.reprogrammed[l] = np.array(state[f"reprogrammed{l}"], dtype=np.int32)
             self.pending[l] = np.array(state[f"pending{l}"], dtype=bool)
             self.missed[l] = np.array(state[f"missed{l}"], dtype=bool)
+            # checkpoints written before retire_after existed have no counters: none retired
+            self.unconverged[l] = np.array(state.get(f"unconverged{l}", np.zeros(self.arrays[l].shape)), dtype=np.int32)
             for kind in SESSION_KINDS:
                 self.sessions[kind][l] = np.array(state[f"sessions_{kind}{l}"], dtype=np.int32)
             self._weights[l] = self.mapping.to_weight(self.g_cache[l])
         self.programmings, self.cells_programmed, self.pulses, self.failures = (int(v) for v in state["counters"])
         self.pulses_by_kind = {k: int(v) for k, v in zip(SESSION_KINDS, state["pulses_by_kind"])}
+        self.retired = int(state.get("retired", 0))
 
 
 def open_bench_arrays(bench_files: tuple[str, ...] | list[str], shapes: list[tuple[int, int]],

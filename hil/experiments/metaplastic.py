@@ -224,7 +224,8 @@ class MetaplasticExperiment(Experiment):
             check_arrays(layer_arrays, shapes, cfg.device.technology)
             d = cfg.device
             policy = ProgrammingPolicy(tolerance=d.tolerance, max_pulses=d.max_pulses, init_max_pulses=d.init_max_pulses,
-                                       program_every=d.program_every, refresh_tolerance=d.refresh_tolerance)
+                                       program_every=d.program_every, refresh_tolerance=d.refresh_tolerance,
+                                       retire_after=d.retire_after)
             self.device = DeviceWeights(layer_arrays, self.mapping, policy)
         self.epoch = 0  # epochs completed over the whole sequence
         self.step = 0  # minibatches completed
@@ -344,6 +345,8 @@ class MetaplasticExperiment(Experiment):
             metric("programming.pulses", d.pulses)
             metric("programming.failures", d.failures)
             metric("programming.refreshed", refreshed)
+            if d.policy.retire_after:
+                metric("programming.retired", d.retired)
             for kind in SESSION_KINDS:
                 metric(f"programming.sessions.{kind}", sum(int(c.sum()) for c in d.sessions[kind]))
                 metric(f"programming.pulses.{kind}", d.pulses_by_kind[kind])

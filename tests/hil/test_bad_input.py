@@ -153,3 +153,12 @@ def test_internal_error_is_one_line_too(monkeypatch, capsys):
     assert main(["info"]) == 1
     err = capsys.readouterr().err
     assert "internal error: TypeError: a bug" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["-1", "2.5", "true", "1001"])
+def test_retire_after_must_be_a_session_count(tmp_path, capsys, value):
+    path = quickstart(tmp_path, retire_after=value)
+    assert run_cli("run", path, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "device.retire_after" in err, err
+    assert not (tmp_path / "q.h5").exists()

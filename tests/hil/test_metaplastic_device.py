@@ -113,3 +113,73 @@ def test_sessions_are_split_into_level_changes_retries_and_refreshes():
     np.testing.assert_array_equal(dev.reprogrammed[0], s["level"][0] + s["retry"][0] + s["refresh"][0])
     assert sum(dev.pulses_by_kind.values()) == dev.pulses - initial_pulses
     assert min(dev.pulses_by_kind.values()) > 0
+
+
+def _wear_out(dev, array, idx, n=5):
+    """Stick ``n`` healthy cells whose level is above the lowest in HRS (worn out): SET pulses
+    no longer move them, so their program-and-verify never converges."""
+    from drivers.sim.physics import STUCK_HRS
+
+    cells = np.argwhere(~dev.defective[0] & (idx >= 4))[:n]
+    flat = np.ravel_multi_index(cells.T, array.shape)
+    array.model.stuck[flat] = STUCK_HRS
+    array.model.g_prog[flat] = 2e-6
+    mask = np.zeros(array.shape, bool)
+    mask.flat[flat] = True
+    return mask
+
+
+def test_dead_cells_are_retired_after_consecutive_unconverged_sessions():
+    import dataclasses
+
+    dev, mapping, array, idx, rng = make(OffsetReferenceMapping)
+    dev.policy = dataclasses.replace(dev.policy, retire_after=2)
+    dead = _wear_out(dev, array, idx)
+    healthy = ~dev.defective[0] & ~dead & (idx < 7)
+    changed = dead | (healthy & (rng.random(idx.shape) < 0.1))
+    new = np.where(changed, np.minimum(idx + 1, 7), idx).astype(np.int8)
+    new[dead] = 7
+    dev.update(0, [new], [changed])
+    assert dev.pending[0][dead].all() and not dev.defective[0][dead].any()  # one miss: a retry comes
+    assert dev.unconverged[0][dead].tolist() == [1] * int(dead.sum())
+    dev.flush([new])  # the second session in a row without convergence: retired
+    assert dev.defective[0][dead].all() and not dev.pending[0][dead].any()
+    assert dev.retired == dead.sum()
+    assert not dev.defective[0][changed & ~dead].any()  # cells that converged are not retired
+    before = array.programming_events().copy()
+    dev.update(1, [new], [dead])  # asked again: a retired cell is never pulsed
+    dev.reread([new])
+    assert (array.programming_events()[dead] == before[dead]).all()
+    # the measured conductance of a retired cell stays in use
+    np.testing.assert_allclose(dev.weights()[0][dead], mapping.to_weight(dev.g_cache[0])[dead])
+
+
+def test_without_retirement_dead_cells_are_pulsed_at_every_programming():
+    dev, mapping, array, idx, rng = make(OffsetReferenceMapping)
+    dead = _wear_out(dev, array, idx)
+    new = np.where(dead, 7, idx).astype(np.int8)
+    dev.update(0, [new], [dead])
+    before = array.programming_events().copy()
+    dev.flush([new])
+    dev.flush([new])
+    grew = array.programming_events() - before
+    assert (grew[dead] == 2 * dev.policy.max_pulses).all()
+    assert dev.retired == 0 and not dev.defective[0][dead].any()
+
+
+def test_unconverged_counts_survive_a_checkpoint():
+    import dataclasses
+
+    dev, mapping, array, idx, rng = make(OffsetReferenceMapping)
+    dev.policy = dataclasses.replace(dev.policy, retire_after=2)
+    dead = _wear_out(dev, array, idx)
+    new = np.where(dead, 7, idx).astype(np.int8)
+    dev.update(0, [new], [dead])
+    state = dev.state()
+    other, *_ = make(OffsetReferenceMapping)
+    other.policy = dev.policy
+    other.load_state(state)
+    np.testing.assert_array_equal(other.unconverged[0], dev.unconverged[0])
+    legacy = {k: v for k, v in state.items() if not k.startswith("unconverged") and k != "retired"}
+    other.load_state(legacy)  # a checkpoint from before retire_after: nothing counted
+    assert other.unconverged[0].sum() == 0 and other.retired == 0

@@ -182,3 +182,24 @@ def test_device_stress_factors_build_stressed_arrays_and_are_recorded(tmp_path):
 def test_device_stress_factors_are_validated(tmp_path, over, needle):
     with pytest.raises(ConfigError, match=needle):
         config(tmp_path, "bad", device=over)
+
+
+def test_worn_out_cells_are_retired_when_asked_and_cost_fewer_pulses(tmp_path):
+    """Endurance lowered until cells wear out during training: with ``device.retire_after`` the
+    run retires them (metric ``programming.retired``) and spends fewer programming pulses than
+    the same run that keeps pulsing them; without it nothing is retired or recorded."""
+    def run(name, **device):
+        cfg = config(tmp_path, name, device={"endurance_x": 3e-5, "program_every": 1, **device},
+                     tasks={"epochs": [2, 1], "test_at": "never"})
+        out = runner.start(MetaplasticExperiment, cfg, progress=False)
+        with open_run(out.path) as r:
+            names = r.metric_names()
+            pulses = r.metric("programming.pulses")["value"][-1]
+            retired = r.metric("programming.retired")["value"][-1] if "programming.retired" in names else None
+            return pulses, retired, r.config["device"]["retire_after"]
+
+    kept_pulsing, none, off = run("keep")
+    pulses, retired, on = run("retire", retire_after=2)
+    assert none is None and off == 0 and on == 2
+    assert retired > 0
+    assert pulses < kept_pulsing
