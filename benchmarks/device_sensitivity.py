@@ -103,12 +103,12 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("the test set was evaluated; this study must not touch it")
     return {"label": job["label"], "rule": job["rule"], "seed": r["seed"], "first": r["summary"][f"val.{names[0]}"],
             "last": r["summary"][f"val.{names[-1]}"], "worn_fraction": r.get("worn_fraction", 0.0),
-            "events_mean": r.get("events_mean", 0.0), "wall": r["wall"]}
+            "retired_fraction": r.get("retired_fraction", 0.0), "events_mean": r.get("events_mean", 0.0), "wall": r["wall"]}
 
 
 def summarise(results: list[dict[str, Any]], labels: list[str]) -> list[str]:
     lines = [f"{'condition':18s} {'rule':11s} {'MNIST (val, after all)':>22s} {'F-MNIST (val)':>14s} "
-             f"{'worn cells':>10s} {'pulses/dev':>10s}"]
+             f"{'worn cells':>10s} {'retired':>8s} {'pulses/dev':>10s}"]
     for label in labels:
         by_rule = {}
         for rule in sorted({r["rule"] for r in results}, key=["metaplastic", "plain"].index):
@@ -117,7 +117,8 @@ def summarise(results: list[dict[str, Any]], labels: list[str]) -> list[str]:
                 continue
             by_rule[rule] = rs
             lines.append(f"{label:18s} {rule:11s} {bench.ms([r['first'] for r in rs]):>22s} {bench.ms([r['last'] for r in rs]):>14s} "
-                         f"{100 * np.mean([r['worn_fraction'] for r in rs]):9.2f}% {np.mean([r['events_mean'] for r in rs]):10.1f}")
+                         f"{100 * np.mean([r['worn_fraction'] for r in rs]):9.2f}% "
+                         f"{100 * np.mean([r['retired_fraction'] for r in rs]):7.2f}% {np.mean([r['events_mean'] for r in rs]):10.1f}")
         if set(by_rule) != {"metaplastic", "plain"}:
             continue
         adv = [m["first"] - p["first"] for m, p in zip(sorted(by_rule["metaplastic"], key=lambda r: r["seed"]),

@@ -74,7 +74,7 @@ class RunResult:
         epochs_done: epochs completed.
         final: test accuracy per task after the last epoch (empty if not evaluated then).
         final_val: validation accuracy per task after the last epoch.
-        programming: counters (programmings, cells programmed, pulses, failures).
+        programming: counters (programmings, cells programmed, pulses, failures, cells retired).
         events_per_device: programming events per cell, concatenated over layers (device runs).
         reprogrammed_per_device: program-and-verify sessions per cell after the initial programming.
         sessions_per_device: the same split by kind (``level``, ``retry``, ``refresh``).
@@ -411,7 +411,7 @@ class MetaplasticExperiment(Experiment):
         if self.device is not None:
             d = self.device
             r.programming = {"programmings": d.programmings, "cells_programmed": d.cells_programmed,
-                             "pulses": d.pulses, "failures": d.failures}
+                             "pulses": d.pulses, "failures": d.failures, "retired": d.retired}
             r.events_per_device = np.concatenate([e.ravel() for e in d.programming_events()])
             r.reprogrammed_per_device = np.concatenate([e.ravel() for e in d.reprogrammed])
             r.sessions_per_device = {k: np.concatenate([c.ravel() for c in d.sessions[k]]) for k in SESSION_KINDS}

@@ -60,3 +60,19 @@ def test_low_endurance_wears_cells_and_base_does_not(bench, tmp_path):
     again = bench.run_one(jobs["endurance 3"])  # kept beside the run file: not rerun
     assert again == worn
     assert (tmp_path / "sens-endurance-3-plain-s1.json").exists()
+
+
+def test_retiring_dead_cells_is_counted_and_saves_pulses(bench, tmp_path):
+    """``--set device.retire_after=2``: the worn-out cells are retired (counted per run) and the
+    run spends fewer pulses per device than the same run that keeps pulsing them."""
+    def plain_endurance(out_dir, *extra):
+        out_dir.mkdir()
+        a = args(out_dir, set=["device.tolerance=0.05", *extra], rules=["plain"])
+        return bench.run_one(next(j for j in bench.make_jobs(a) if j["label"] == "endurance 3"))
+
+    kept = plain_endurance(tmp_path / "kept")
+    retired = plain_endurance(tmp_path / "retired", "device.retire_after=2")
+    assert kept["retired_fraction"] == 0.0
+    assert 0.0 < retired["retired_fraction"] <= 1.0
+    assert retired["events_mean"] < kept["events_mean"]
+    assert "retired" in "\n".join(bench.summarise([retired], ["endurance 3"]))
