@@ -115,8 +115,9 @@ def job(data: dict[str, Any]) -> dict[str, Any]:
     if device is not None and hasattr(device, "arrays"):  # worn out: stuck after reaching its endurance
         models = [a.model for a in device.arrays]
         worn = sum(int(np.count_nonzero((m.stuck != 0) & (m.n_set + m.n_reset >= m.endurance))) for m in models)
-        res["worn_fraction"] = worn / sum(m.stuck.size for m in models)
-        res["retired_fraction"] = device.retired / sum(m.stuck.size for m in models)  # device.retire_after
+        cells = sum(m.stuck.size for m in models)
+        res["worn_fraction"] = worn / cells
+        res["retired_fraction"] = device.retired / cells  # device.retire_after
     return res
 
 

@@ -153,25 +153,22 @@ class DeviceWeights:
         self.missed[layer].flat[flat] = ~report.success
         self.failures += int(flat.size - report.success.sum())
         if self.policy.retire_after > 0:
-            missed &= ~self._retire(layer, flat, report.converged)
+            missed.flat[self._retire(layer, flat, report.converged)] = False
         self._refresh_weights(layer, cells)
         return missed
 
     def _retire(self, layer: int, flat: np.ndarray, converged: np.ndarray) -> np.ndarray:
         """Count the sessions of ``flat`` (flat cell indices) that did not converge; mark the
-        cells that reached ``retire_after`` in a row defective. Returns the newly retired cells
-        as a (rows, cols) mask."""
+        cells that reached ``retire_after`` in a row defective. Returns their flat indices."""
         count = self.unconverged[layer].reshape(-1)
         count[flat] = np.where(converged, 0, count[flat] + 1)
         dead = flat[count[flat] >= self.policy.retire_after]
-        retired = np.zeros(self.arrays[layer].shape, bool)
         if dead.size:
-            retired.flat[dead] = True
-            self.defective[layer] |= retired
+            self.defective[layer].flat[dead] = True
             self.retired += int(dead.size)
             log.info("layer %d: %d cells retired (%d sessions in a row without convergence), %d in all",
                      layer, dead.size, self.policy.retire_after, self.retired)
-        return retired
+        return dead
 
     def _refresh_weights(self, layer: int, cells: np.ndarray) -> None:
         """Re-map the cached conductances of the weights that own ``cells`` (all when few are left)."""
