@@ -8,7 +8,9 @@ logged with parts of the store's work switched off, to split the added wall time
   with the flush thread encoding and writing nothing;
 * ``encoding``: the flush thread's dictionary / delta encoding (``RunStore._encode``), nothing
   written;
-* ``deflate + write``: byte-shuffle, deflate and HDF5 direct chunk writes;
+* ``write, no deflate``: byte-shuffle and HDF5 direct chunk writes of the same chunks as stored
+  (level 0, uncompressed) deflate streams: what the writes cost without compression;
+* ``deflate + write``: byte-shuffle, deflate and HDF5 direct chunk writes (what the store does);
 * ``close``: the last flush, the final metadata and the compaction of the file.
 
 It then runs the unlogged program-and-verify beside a second thread that only deflates a
@@ -84,6 +86,15 @@ def logged(seed: int) -> tuple[float, float]:
         return t2 - t1, time.perf_counter() - t0
 
 
+def stored_chunk(self: store_mod._ChunkAppender, piece: np.ndarray) -> bytes:
+    """``_ChunkAppender._filtered`` with deflate level 0: the same chunk as stored blocks."""
+    if piece.size < self.chunk:
+        full = np.zeros(self.chunk, dtype=piece.dtype)
+        full[:piece.size] = piece
+        piece = full
+    return zlib.compress(store_mod._byte_shuffled(piece).tobytes(), 0)
+
+
 def beside_deflate(seed: int) -> float:
     """Unlogged program-and-verify while another thread deflates 256 KB chunks in a loop."""
     chunk = store_mod._byte_shuffled((np.random.default_rng(0).random(1 << 16) * 1e-4).astype("<f4"))
@@ -114,6 +125,7 @@ def main() -> None:
     variants = {
         "copies only": [nothing, (RunStore, "_encode", lambda self, queued: {})],
         "+ encoding": [nothing],
+        "+ write, no deflate": [(store_mod._ChunkAppender, "_filtered", stored_chunk)],
         "+ deflate + write": [],
     }
     # interleaved rounds (every variant once per round), so that drifts of the machine's speed

@@ -33,3 +33,22 @@ def test_variants_switch_off_encoding_and_writing_and_restore_them(tmp_path):
     with open_run(tmp_path / "on.h5") as r:
         assert r.n_ops > 1_000_000
     assert b.plain(1) > 0 and b.beside_deflate(1) > 0
+
+
+def test_no_deflate_variant_writes_the_same_records_uncompressed(tmp_path):
+    b = load_benchmark("run_store_breakdown")
+    filtered = store_mod._ChunkAppender._filtered
+    paths = {}
+    for name, pairs in (("stored", [(store_mod._ChunkAppender, "_filtered", b.stored_chunk)]), ("deflated", [])):
+        array, targets = b.fresh(1)
+        paths[name] = tmp_path / f"{name}.h5"
+        with b.patched(*pairs):
+            with RunStore.create(paths[name], config={}, seed=1, backend="sim") as store:
+                store.attach_array("array", array)
+                b.program_verify(array, targets)
+    assert store_mod._ChunkAppender._filtered is filtered
+    with h5py.File(paths["stored"], "r") as s, h5py.File(paths["deflated"], "r") as d:
+        for name in ("cell", "result", "v_gate"):
+            assert (s["ops"][name][()] == d["ops"][name][()]).all()  # plain h5py decodes both alike
+        raw = s["ops/result"].size * 4
+        assert s["ops/result"].id.get_storage_size() >= raw > d["ops/result"].id.get_storage_size()
