@@ -9,7 +9,7 @@ pulses (SET + RESET + SFA SET + SFA relaxation) and the energy of those pulses o
 (the read energy of the MVMs is in the run file, ``energy_mvm_J``), and the wall time, each as
 mean ± std over the seeds.
 
-    OMP_NUM_THREADS=1 python benchmarks/continual_stdp.py --data-dir DIR [--seeds 3] [--rows 0,4] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/continual_stdp.py --data-dir DIR [--seeds 3] [--rows 0,4] [--quick] [--jobs 2]
 
 ``--data-dir`` holds ``mnist/`` and ``fashion-mnist/`` IDX files (the project never depends on a
 fixed folder). ``--quick`` uses the bundled subsets (4000 training images, 1000 test images per
@@ -17,19 +17,32 @@ dataset). Run files go to ``--out`` (default ``benchmarks/out/continual_stdp``).
 protocol: the STDP block's settings (the defaults of :class:`hil.learning.stdp.STDPParams`) and
 the filter epochs were chosen on the validation split the experiment holds out of the training
 set; ``--rows`` runs a part of the table (CPU is scarce: one full-MNIST row is one pipeline per
-seed).
+seed). Rows whose configurations are the same (the 4-bit row is the first row) run once. The
+pipelines run ``--jobs`` at a time in worker processes (``--jobs 1``: in this process), and each
+one's result is kept beside its run file (``.json``, with the configuration it ran), so an
+interrupted benchmark continues where it stopped and a finished one prints its table again at
+once.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
+import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hil.experiments import registry, runner
+
+_spec = importlib.util.spec_from_file_location("benchmark_metaplastic", Path(__file__).with_name("metaplastic.py"))
+_meta = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_meta)
 
 BASE = {
     "experiment": "continual-stdp", "overwrite": True,
@@ -81,38 +94,71 @@ def line(label: str, rows: list[list[float]], paper: str, target: str) -> str:
             f"{paper:16s} {target}")
 
 
+def same_run(config: dict[str, Any]) -> str:
+    """The configuration without its file names: equal for rows that run the same pipeline."""
+    return json.dumps({k: v for k, v in config.items() if k not in ("name", "out")}, sort_keys=True)
+
+
+def plan(picked: list[int], seeds: int, out: Path, data_dir: str, quick: bool) -> tuple[list[dict], dict[int, list[int]]]:
+    """(the distinct pipelines to run, for every row the indices of its seeds' pipelines)."""
+    runs: list[dict] = []
+    index: dict[str, int] = {}
+    rows: dict[int, list[int]] = {}
+    for r in picked:
+        rows[r] = []
+        for seed in range(seeds):
+            cfg = config(ROWS[r][1], seed, out / f"row{r}_seed{seed}.h5", data_dir, quick)
+            registry.parse_experiment(cfg)  # every pipeline validated before any runs
+            key = same_run(cfg)
+            if key not in index:
+                index[key] = len(runs)
+                runs.append(cfg)
+            rows[r].append(index[key])
+    return runs, rows
+
+
+def job(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One pipeline in a worker: its summary and wall time (s)."""
+    t0 = time.perf_counter()
+    cls, parsed = registry.parse_experiment(cfg)
+    summary = runner.start(cls, parsed, progress=False).summary
+    return {"summary": summary, "wall": time.perf_counter() - t0}
+
+
+def kept_job(cfg: dict[str, Any]) -> dict[str, Any]:
+    """:func:`job`, its result kept beside the run file (``<out>.json``, with the configuration it ran)."""
+    return _meta._kept(Path(cfg["out"]).with_suffix(".json"), cfg, job)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default="")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="bundled subsets instead of the full datasets")
     ap.add_argument("--rows", default="", help="comma-separated row numbers to run (default all)")
+    ap.add_argument("--jobs", type=int, default=2, help="pipelines at a time (1: in this process)")
     ap.add_argument("--out", default="benchmarks/out/continual_stdp")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pick = [int(r) for r in args.rows.split(",")] if args.rows else range(len(ROWS))
+    picked = [int(r) for r in args.rows.split(",")] if args.rows else list(range(len(ROWS)))
+    runs, rows = plan(picked, args.seeds, out, args.data_dir, args.quick)
     print(f"data: {'bundled subsets' if args.quick else 'full datasets'}; seeds 0..{args.seeds - 1}; "
-          "accuracies in %, mean ± std over seeds")
+          f"{len(runs)} pipelines, {args.jobs} at a time on {os.cpu_count()} cores; accuracies in %, mean ± std over seeds")
     print(f"{'configuration':34s} {'val acc':>13s}  {'test acc':>13s}  {'non-trained':>13s}  {'firings':>9s} "
           f"{'pulses':>10s} {'pulse uJ':>10s} {'wall s':>13s}  {'paper':16s} target")
     t_all = time.perf_counter()
-    for r in pick:
-        label, over, paper, target = ROWS[r]
-        res, after = [], []
-        for seed in range(args.seeds):
-            cls, cfg = registry.parse_experiment(config(over, seed, out / f"row{r}_seed{seed}.h5", args.data_dir,
-                                                        args.quick))
-            t0 = time.perf_counter()
-            s = runner.start(cls, cfg, progress=False).summary
-            wall = time.perf_counter() - t0
-            res.append(measure(s, wall))
-            if "retrained_test_accuracy" in s:
-                after.append(measure(s, wall, "retrained_"))
-        print(line(label, res, paper, target), flush=True)
-        if after:
-            print(line("  ... after re-training", after, "Fig. 14", ""), flush=True)
-    print(f"total wall time {time.perf_counter() - t_all:.0f} s")
+    with (_meta.InlineExecutor() if args.jobs == 1 else ProcessPoolExecutor(max_workers=args.jobs)) as pool:
+        futures = [pool.submit(kept_job, cfg) for cfg in runs]
+        for r in picked:
+            label, _, paper, target = ROWS[r]
+            done = [futures[i].result() for i in rows[r]]
+            res = [measure(d["summary"], d["wall"]) for d in done]
+            print(line(label, res, paper, target), flush=True)
+            after = [measure(d["summary"], d["wall"], "retrained_") for d in done if "retrained_test_accuracy" in d["summary"]]
+            if after:
+                print(line("  ... after re-training", after, "Fig. 14", ""), flush=True)
+    print(f"total wall time {time.perf_counter() - t_all:.0f} s ({len(runs)} pipelines, {args.jobs} at a time)")
 
 
 if __name__ == "__main__":

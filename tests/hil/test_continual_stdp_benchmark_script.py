@@ -1,0 +1,37 @@
+"""benchmarks/continual_stdp.py: identical rows run once, results are kept and read back as run."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from script_loader import load_benchmark
+
+
+def test_rows_with_the_same_configuration_share_one_pipeline(tmp_path):
+    b = load_benchmark("continual_stdp")
+    four_bits = next(i for i, row in enumerate(b.ROWS) if row[1] == {"filters.bits": 4})
+    ten = next(i for i, row in enumerate(b.ROWS) if row[1] == {"stdp.n_neurons": 10})
+    runs, rows = b.plan([0, ten, four_bits], 2, tmp_path, "", True)
+    assert rows[four_bits] == rows[0]  # the 4-bit row is the first row: not run again
+    assert set(rows[ten]).isdisjoint(rows[0])
+    assert len(runs) == 4 and len({b.same_run(c) for c in runs}) == 4
+    assert [runs[i]["seed"] for i in rows[0]] == [0, 1]
+
+
+def test_a_kept_result_is_read_back_and_measured_like_a_fresh_one(tmp_path):
+    b = load_benchmark("continual_stdp")
+    cfg = b.config({"stdp.n_neurons": 10, "filters.epochs": 1}, 3, tmp_path / "r.h5", "", True)
+    cfg["dataset"].update(train_limit=200, test_limit=40, validation=0.2)
+    fresh = b.kept_job(cfg)
+    kept = json.loads((tmp_path / "r.json").read_text())
+    assert kept["config"] == cfg
+    calls = []
+    b.job = lambda c: calls.append(c)  # a kept result must not run the pipeline again
+    again = b.kept_job(cfg)
+    assert not calls
+    np.testing.assert_array_equal(b.measure(again["summary"], again["wall"]), b.measure(fresh["summary"], fresh["wall"]))
+    assert np.isfinite(b.measure(fresh["summary"], fresh["wall"])[:2]).all()
+    cfg["seed"] = 4  # another configuration runs
+    b.kept_job(cfg)
+    assert calls
