@@ -61,7 +61,10 @@ ROWS = [
     ("MNIST k=5, joint", {"filters.untrained": 5}, "Fig. 10 (k = 5)", "untr >= 85 %, all >= 90 %"),
     ("MNIST k=5, joint, no SFA", {"filters.untrained": 5, "stdp.sfa": False}, "Fig. 11 (power)", ""),
     ("MNIST k=5, joint, re-trained", {"filters.untrained": 5, "retrain.enabled": True}, "Fig. 14", ""),
-] + [(f"MNIST, {b} bit(s)", {"filters.bits": b}, "Fig. 5", "") for b in (1, 2, 3, 4, 6, 8)]
+] + [(f"MNIST, {b} bit(s)", {"filters.bits": b}, "Fig. 5", "") for b in (1, 2, 3, 4, 6, 8)] + [
+    ("MNIST k=5, joint, 2x2 pool (256 bits)", {"filters.untrained": 5, "filters.pool": 4}, "Fig. 10 (k = 5)",
+     "untr >= 85 %, all >= 90 %"),
+]
 
 
 
