@@ -75,6 +75,7 @@ class FilterCfg:
     untrained: int = 0             # k: classes 10-k .. 9 are not trained
     bits: int = 4
     pool: int = 9                  # 9 = global pool (64 bits)
+    vref: str = "trained"          # "trained" (V_REF trained with the filter) or "median" (max-entropy bits, ours)
     epochs: int = 3
     lr: float = 0.01
     noise_aware: float = 0.0       # fraction of training images given the dataset's pixel noise
@@ -138,6 +139,7 @@ def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
     check_number("filters.pool", f.pool, 1, 9, integer=True)
     if f.kind == "paper" and f.pool != 9:
         raise bad("filters.pool", f.pool, "9 (the paper's CF + FF bank uses the global pool)")
+    check_choice("filters.vref", f.vref, flt.VREF_RULES)
     check_number("filters.epochs", f.epochs, 1, 100, integer=True)
     check_number("filters.lr", f.lr, 0.0, 1.0, lo_open=True)
     check_number("filters.noise_aware", f.noise_aware, 0.0, 1.0)
@@ -273,8 +275,12 @@ class ContinualSTDPExperiment(Experiment):
         kw = dict(bits=f.bits, epochs=epochs, seed=seed, noise_fraction=d.noise if f.noise_aware else 0.0,
                   fraction_noisy=f.noise_aware)
         if f.kind == "paper" and n_filters == flt.N_FILTERS:
-            return flt.paper_filters(x, y, classes, n_filters=n_filters, **kw)
-        return flt.train_joint_filters(x, y, classes, n_filters=n_filters, pool=f.pool, lr=f.lr, **kw)
+            bank = flt.paper_filters(x, y, classes, n_filters=n_filters, **kw)
+        else:
+            bank = flt.train_joint_filters(x, y, classes, n_filters=n_filters, pool=f.pool, lr=f.lr, **kw)
+        if f.vref == "median":  # our addition: each bit on for half of the trained classes' images
+            bank = flt.max_entropy_vref(bank, x, y, seed=seed)
+        return bank
 
     def _conversion(self) -> tuple[float, np.ndarray]:
         """(R_f in ohm, V_REF codes (64,)) for the programmed array's measured dG."""

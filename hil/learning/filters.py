@@ -24,6 +24,11 @@ Three kinds of filter bank, all trained on the trained classes only:
   step with a straight-through estimator (Bengio et al., arXiv:1308.3432, 2013) for the step and
   for the weight quantisation, with a softmax read-out on the bits that is discarded afterwards.
 
+Optionally (:func:`max_entropy_vref`, our addition, not the paper's) every filter's V_REF is
+re-set after training to the median of its window maxima over the trained classes' training
+images, so that each bit is on for half of them (the largest entropy a single bit can carry);
+with a local pool this keeps the bits of the classes the filters never saw balanced too.
+
 Weights live in [-1, 1] and are quantised to ``bits`` bits (1..8, default 4; paper Fig. 5):
 unsigned codes ``u = 0 .. 2**bits - 1`` stand for ``w = 2 u / (2**bits - 1) - 1``.
 Responses are in *weight units*: ``r = sum_i x_i w_i`` for pixels ``x_i`` in [0, 1].
@@ -340,6 +345,38 @@ def feature_filters(images: np.ndarray, labels: np.ndarray, classes: tuple[int, 
     wq = quantise(w, bits)
     m, _ = pooled(patches(images[pick]) @ wq.astype(np.float32), pool_windows(POSITIONS))
     return wq, np.median(m[:, 0, :], axis=0).astype(np.float64)
+
+
+VREF_RULES = ("trained", "median")
+
+
+def max_entropy_vref(bank: FilterBank, images: np.ndarray, labels: np.ndarray, *, max_images: int = 5000,
+                     seed: int = 0, batch: int = 512) -> FilterBank:
+    """The bank with every V_REF at the median of that filter's window maxima (our addition).
+
+    The median is taken over all pooling windows of up to ``max_images`` training images of the
+    bank's trained classes (``bank.classes``, seeded draw), with the bank's quantised weights: each
+    filter's bit is then on for half of those (image, window) pairs, the threshold of largest
+    entropy of a single bit. Images of other classes are never looked at (continual learning:
+    the filters only ever see the trained classes).
+
+    Args:
+        bank: trained bank (weights (400, F) in [-1, 1], any pool).
+        images: (n, 28, 28) training images; labels: (n,) their classes.
+
+    Returns:
+        a new :class:`FilterBank`, same weights, V_REF (F,) in weight units.
+    """
+    rng = np.random.default_rng([seed, 17])
+    pool_idx = np.flatnonzero(np.isin(labels, bank.classes))
+    if pool_idx.size == 0:
+        raise ValueError(f"no training image of the bank's classes {bank.classes}")
+    pick = np.sort(rng.choice(pool_idx, min(max_images, pool_idx.size), replace=False))
+    win, w = pool_windows(bank.pool), bank.weights.astype(np.float32)
+    maxima = np.concatenate([pooled(patches(images[pick[s:s + batch]]) @ w, win)[0].reshape(-1, bank.n_filters)
+                             for s in range(0, pick.size, batch)])
+    return FilterBank(bank.weights, np.median(maxima, axis=0).astype(np.float64), bank.bits, bank.kinds,
+                      bank.classes, bank.pool)
 
 
 def paper_filters(images: np.ndarray, labels: np.ndarray, classes: tuple[int, ...], *, n_filters: int = N_FILTERS,

@@ -33,6 +33,7 @@ def cfg_for(tmp_path: Path, name: str, **over) -> tuple[type, object]:
     ("overlay.backend", "fpga", ["overlay.backend", "fpga", "twin"]),
     ("filters.i_c", 1e-3, ["filters.i_c", "0.001"]),
     ("stdp.n_neurons", 0, ["stdp.n_neurons", "0", "[1, 1000]"]),
+    ("filters.vref", "mean", ["filters.vref", "mean", "median"]),
 ])
 def test_bad_fields_named_and_no_run_file(tmp_path: Path, dotted: str, value, words: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
@@ -143,6 +144,19 @@ def test_experiment_feature_map_comes_from_the_array_conductances(tmp_path: Path
     flipped_f = np.mean(before[:, f] != after[:, f])
     flipped_others = np.mean(before[:, others] != after[:, others])  # read noise flips near-threshold bits
     assert flipped_f > 0.2 and flipped_f > 3 * flipped_others
+
+
+def test_vref_median_balances_the_trained_classes_bits_through_the_array(tmp_path: Path) -> None:
+    """filters.vref = "median": V_REF at the median window maximum of the trained classes' images;
+    the hardware bits (array MVM -> overlay, local pool) are then about half on for those images,
+    while the trained V_REF leaves them unbalanced."""
+    rates = {}
+    for rule in ("trained", "median"):
+        exp = _programmed(tmp_path, **{"filters.pool": 4, "filters.vref": rule})
+        seen = np.isin(exp.y_train, exp.trained)
+        rates[rule] = exp.feature_maps(exp.x_train[seen][:150]).mean()
+    assert abs(rates["median"] - 0.5) < 0.05
+    assert abs(rates["trained"] - 0.5) > 2 * abs(rates["median"] - 0.5)
 
 
 def test_experiment_overlay_backends_identical(tmp_path: Path) -> None:

@@ -122,6 +122,30 @@ def test_joint_filters_train_on_trained_classes_only() -> None:
     assert np.unique(bank.weights).size <= 16
 
 
+def test_max_entropy_vref_balances_bits_and_never_sees_untrained_classes() -> None:
+    from hil.datasets import load_dataset
+
+    ds = load_dataset("mnist", None, "bundled")
+    x, y = ds.x_train[:1500], ds.y_train[:1500].astype(np.int64)
+    trained = (0, 1, 2, 3, 4)
+    bank = flt.max_entropy_vref(flt.train_joint_filters(x, y, trained, epochs=1, pool=4, seed=0), x, y, seed=0)
+    # each filter's bit is on for half of the trained classes' (image, window) pairs
+    seen = np.isin(y, trained)
+    on = bank.feature_maps(x[seen]).reshape(seen.sum(), -1, flt.N_FILTERS).mean(axis=(0, 1))
+    np.testing.assert_allclose(on, 0.5, atol=0.02)
+    # images of the untrained classes are never looked at: changing them leaves V_REF as it was
+    x2 = x.copy()
+    x2[~seen] = 255
+    np.testing.assert_array_equal(flt.max_entropy_vref(bank, x2, y, seed=0).vref, bank.vref)
+    # the bits of the classes the filters never saw still tell those classes apart (chance: 20 %)
+    xu, yu = x[~seen], y[~seen]
+    fu = bank.feature_maps(xu).astype(np.float32)
+    half = np.arange(len(yu)) % 2 == 0
+    means = np.stack([fu[half & (yu == c)].mean(0) for c in range(5, 10)])
+    pred = 5 + ((fu[~half, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+    assert np.mean(pred == yu[~half]) > 0.6
+
+
 # ---------------------------------------------------------------------------- STDP with SFA
 def block(n_in=8, n=4, **kw) -> STDPBlock:
     p = STDPParams(n_neurons=n, **kw)
