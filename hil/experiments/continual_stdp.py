@@ -140,6 +140,9 @@ def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
     if f.kind == "paper" and f.pool != 9:
         raise bad("filters.pool", f.pool, "9 (the paper's CF + FF bank uses the global pool)")
     check_choice("filters.vref", f.vref, flt.VREF_RULES)
+    if f.kind == "paper" and f.vref != "trained":
+        raise bad("filters.vref", f.vref, "\"trained\" (the paper's class filters are trained with respect to V_REF; "
+                  "its feature filters already take the median)")
     check_number("filters.epochs", f.epochs, 1, 100, integer=True)
     check_number("filters.lr", f.lr, 0.0, 1.0, lo_open=True)
     check_number("filters.noise_aware", f.noise_aware, 0.0, 1.0)

@@ -43,6 +43,13 @@ def test_bad_fields_named_and_no_run_file(tmp_path: Path, dotted: str, value, wo
     assert not (tmp_path / "bad.h5").exists()
 
 
+def test_vref_median_refused_for_the_paper_bank(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        cfg_for(tmp_path, "bad.h5", **{"filters.kind": "paper", "filters.vref": "median"})
+    assert "filters.vref" in str(err.value) and "median" in str(err.value) and "trained" in str(err.value)
+    assert not (tmp_path / "bad.h5").exists()
+
+
 def test_unknown_field_and_board_without_bitstream(tmp_path: Path) -> None:
     data = dict(SMALL, out=str(tmp_path / "x.h5"), stdp={"n_neurons": 10, "gain": 1})
     with pytest.raises(ConfigError, match="stdp.gain"):
