@@ -16,6 +16,11 @@ the training stream; validation and test accuracy, once), and, if ``[retrain] en
 re-trained from the patterns the classification neurons clustered, only their cells are
 re-programmed, and the STDP block is evaluated again).
 
+With ``filters.vref = "median"`` (our addition, not the paper's;
+:func:`hil.learning.filters.max_entropy_vref`) every filter's V_REF is re-set after training to
+the median window maximum of the trained classes' training images (max-entropy bits); selected
+on the validation split for k = 5 with a 4x4 pool (README).
+
 MVM output quantisation (stated): the filter current ``Y`` (A) of each convolution step is
 converted by a transimpedance ``R_f`` to a voltage and rounded to the IP's signed 16-bit Q3.12
 code (LSB 2**-12 V, range [-8 V, 8 V)), saturating at the range ends (counted). ``R_f`` maps
