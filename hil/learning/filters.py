@@ -28,6 +28,8 @@ Optionally (:func:`max_entropy_vref`, our addition, not the paper's) every filte
 re-set after training to the median of its window maxima over the trained classes' training
 images, so that each bit is on for half of them (the largest entropy a single bit can carry);
 with a local pool this keeps the bits of the classes the filters never saw balanced too.
+The median is taken on the software responses: through an array the window maxima of noisy
+responses are biased upward, so the hardware bits are on somewhat more often than half.
 
 Weights live in [-1, 1] and are quantised to ``bits`` bits (1..8, default 4; paper Fig. 5):
 unsigned codes ``u = 0 .. 2**bits - 1`` stand for ``w = 2 u / (2**bits - 1) - 1``.

@@ -153,17 +153,23 @@ def test_experiment_feature_map_comes_from_the_array_conductances(tmp_path: Path
     assert flipped_f > 0.2 and flipped_f > 3 * flipped_others
 
 
-def test_vref_median_balances_the_trained_classes_bits_through_the_array(tmp_path: Path) -> None:
-    """filters.vref = "median": V_REF at the median window maximum of the trained classes' images;
-    the hardware bits (array MVM -> overlay, local pool) are then about half on for those images,
-    while the trained V_REF leaves them unbalanced."""
+def test_vref_median_reaches_the_overlay_and_the_array_biases_its_bits_up(tmp_path: Path) -> None:
+    """filters.vref = "median" puts V_REF at the median window maximum of the trained classes'
+    images of the *software* responses (weight units), so the software bits are balanced; it is
+    written through the driver, so the hardware bits (array MVM -> overlay, local pool) move with
+    it. Through the array those bits are on more often than in software (measured here 0.59
+    against 0.50, and 0.44 against 0.37 with the trained V_REF): the maximum over a window of
+    noisy, non-ideal responses is biased upward. The median rule does not balance the hardware
+    bits; it shifts them."""
     rates = {}
     for rule in ("trained", "median"):
         exp = _programmed(tmp_path, **{"filters.pool": 4, "filters.vref": rule})
-        seen = np.isin(exp.y_train, exp.trained)
-        rates[rule] = exp.feature_maps(exp.x_train[seen][:150]).mean()
-    assert abs(rates["median"] - 0.5) < 0.05
-    assert abs(rates["trained"] - 0.5) > 2 * abs(rates["median"] - 0.5)
+        images = exp.x_train[np.isin(exp.y_train, exp.trained)][:150]
+        rates[rule] = (exp.feature_maps(images).mean(), exp.bank.feature_maps(images).mean())
+    (hw_t, sw_t), (hw_m, sw_m) = rates["trained"], rates["median"]
+    assert abs(sw_m - 0.5) < 0.02  # software: balanced by construction
+    assert hw_m - hw_t > 0.1  # the median V_REF reaches the overlay (fails if the driver kept the trained one)
+    assert hw_m > sw_m + 0.03 and hw_t > sw_t + 0.03  # the array's upward bias of the window maxima
 
 
 def test_experiment_overlay_backends_identical(tmp_path: Path) -> None:
