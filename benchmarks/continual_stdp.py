@@ -70,7 +70,7 @@ ROWS = [
     ("k=5, 2x2 pool, median, no SFA", {**K5, "stdp.sfa": False}, "Fig. 11 (power)", ""),
     ("k=5, 2x2 pool, median, re-trained", {**K5, "retrain.enabled": True}, "Fig. 14", ""),
 ] + [(f"MNIST, {b} bit(s)", {"filters.bits": b}, "Fig. 5", "") for b in (1, 2, 3, 4, 6, 8)] + [
-    ("MNIST k=5, joint, 2x2 pool (256 bits)", {"filters.untrained": 5, "filters.pool": 4}, "Fig. 10 (k = 5)",
+    ("k=5, 2x2 pool, trained V_REF, 64-line STDP", {"filters.untrained": 5, "filters.pool": 4}, "Fig. 10 (k = 5)",
      "untr >= 85 %, all >= 90 %"),
     ("MNIST k=5, joint, global pool", {"filters.untrained": 5}, "Fig. 10 (k = 5)", "untr >= 85 %, all >= 90 %"),
 ]
