@@ -73,6 +73,8 @@ ROWS = [
     ("k=5, 2x2 pool, trained V_REF, 64-line STDP", {"filters.untrained": 5, "filters.pool": 4}, "Fig. 10 (k = 5)",
      "untr >= 85 %, all >= 90 %"),
     ("MNIST k=5, joint, global pool", {"filters.untrained": 5}, "Fig. 10 (k = 5)", "untr >= 85 %, all >= 90 %"),
+    ("k=5, 2x2 pool, measured-median V_REF", {**K5, "filters.vref": "measured-median"}, "Fig. 10 (k = 5)",
+     "untr >= 85 %, all >= 90 %"),
 ]
 
 

@@ -60,6 +60,12 @@ from hil.store import RunReader
 log = logging.getLogger(__name__)
 
 OVERLAY_BACKENDS = ("twin", "sim-device", "board")
+#: V_REF rules: the filters' own (trained), the median of the software window maxima
+#: (:func:`hil.learning.filters.max_entropy_vref`), or the median of the measured ones
+#: (:meth:`ContinualSTDPExperiment.measured_median_vref`, after programming).
+VREF_RULES = (*flt.VREF_RULES, "measured-median")
+#: Training images (of the trained classes, seeded draw) whose measured window maxima set V_REF.
+VREF_IMAGES = 1000
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -80,7 +86,8 @@ class FilterCfg:
     untrained: int = 0             # k: classes 10-k .. 9 are not trained
     bits: int = 4
     pool: int = 9                  # 9 = global pool (64 bits)
-    vref: str = "trained"          # "trained" (V_REF trained with the filter) or "median" (max-entropy bits, ours)
+    vref: str = "trained"          # "trained", "median" (max-entropy bits of the software responses, ours)
+                                   # or "measured-median" (the same on the array's measured responses, ours)
     epochs: int = 3
     lr: float = 0.01
     noise_aware: float = 0.0       # fraction of training images given the dataset's pixel noise
@@ -144,7 +151,7 @@ def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
     check_number("filters.pool", f.pool, 1, 9, integer=True)
     if f.kind == "paper" and f.pool != 9:
         raise bad("filters.pool", f.pool, "9 (the paper's CF + FF bank uses the global pool)")
-    check_choice("filters.vref", f.vref, flt.VREF_RULES)
+    check_choice("filters.vref", f.vref, VREF_RULES)
     if f.kind == "paper" and f.vref != "trained":
         raise bad("filters.vref", f.vref, "\"trained\" (the paper's class filters are trained with respect to V_REF; "
                   "its feature filters already take the median)")
@@ -286,7 +293,7 @@ class ContinualSTDPExperiment(Experiment):
             bank = flt.paper_filters(x, y, classes, n_filters=n_filters, **kw)
         else:
             bank = flt.train_joint_filters(x, y, classes, n_filters=n_filters, pool=f.pool, lr=f.lr, **kw)
-        if f.vref == "median":  # our addition: each bit on for half of the trained classes' images
+        if f.vref in ("median", "measured-median"):  # our addition: each bit on for half of the trained classes' images
             bank = flt.max_entropy_vref(bank, x, y, seed=seed)
         return bank
 
@@ -297,6 +304,34 @@ class ContinualSTDPExperiment(Experiment):
         r_f = fp.v_max / (self.cfg.overlay.full_scale * v_read * self.layout.d_g)
         vref = np.clip(np.rint(self.bank.vref * v_read * self.layout.d_g * r_f / fp.lsb_volts), CODE_MIN, CODE_MAX)
         return r_f, vref.astype(np.int16)
+
+    def measured_median_vref(self, which: np.ndarray) -> flt.FilterBank:
+        """The bank with V_REF of filters ``which`` at the median of their *measured* window maxima.
+
+        Our addition (``filters.vref = "measured-median"``): up to :data:`VREF_IMAGES` training
+        images of the trained classes (seeded draw; no other class is looked at) go through the
+        programmed array's MVM and the overlay's input quantisation; V_REF is the median, per
+        filter, of the maxima of every pooling window in the overlay's Q3.12 code, converted back
+        to weight units (so that :meth:`_conversion` writes that code). Taken on the measured
+        responses, the bits are balanced on the hardware, where the maximum of a window of noisy,
+        non-ideal responses lies above the software one (``"median"`` balances the software bits).
+        """
+        fp = FixedPoint()
+        r_f, _ = self._conversion()
+        rng = np.random.default_rng([self.cfg.seed, 19])
+        seen = np.flatnonzero(np.isin(self.y_train, self.trained))
+        pick = np.sort(rng.choice(seen, min(VREF_IMAGES, seen.size), replace=False))
+        maxima = []
+        for s in range(0, pick.size, 100):
+            p = flt.patches(self.x_train[pick[s:s + 100]], np.float64)
+            y = self.layout.responses(self._arrays["filters"], p.reshape(-1, p.shape[-1]))
+            codes = np.clip(np.rint(y * r_f / fp.lsb_volts), CODE_MIN, CODE_MAX).reshape(len(p), flt.POSITIONS ** 2, -1)
+            maxima.append(flt.pooled(codes, self.windows)[0].reshape(-1, flt.N_FILTERS))
+        code = np.median(np.concatenate(maxima), axis=0)
+        vref = self.bank.vref.copy()
+        v_read = self._arrays["filters"].technology.v_read
+        vref[which] = code[which] * fp.lsb_volts / (r_f * v_read * self.layout.d_g)
+        return flt.FilterBank(self.bank.weights, vref, self.bank.bits, self.bank.kinds, self.bank.classes, self.bank.pool)
 
     def configure_overlay(self) -> None:
         _, vref = self._conversion()
@@ -334,6 +369,8 @@ class ContinualSTDPExperiment(Experiment):
             ctx.metric(f"program.{k}", float(v), step=0)
         # software reference of the trained bank on the validation split (for Fig. 5 / Fig. 6)
         ctx.metric("filters.defects", float(getattr(self.layout, "n_defects", 0)))
+        if f.vref == "measured-median":
+            self.bank = self.measured_median_vref(np.arange(flt.N_FILTERS))
         self.block.initialise()
         self.configure_overlay()
         ctx.advance(1)
@@ -466,6 +503,8 @@ class ContinualSTDPExperiment(Experiment):
             full.kinds[neglected] = "retrained"
             self.bank = full
             self.layout.program(self._arrays["filters"], self.bank.codes(), self.table, filters=neglected)
+            if self.cfg.filters.vref == "measured-median":
+                self.bank = self.measured_median_vref(neglected)
             self.configure_overlay()
             for split, x in (("train", self.x_train), ("val", self.x_val), ("test", self.x_test)):
                 self.features[split] = self.feature_maps(x)

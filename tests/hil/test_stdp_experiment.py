@@ -172,6 +172,19 @@ def test_vref_median_reaches_the_overlay_and_the_array_biases_its_bits_up(tmp_pa
     assert hw_m > sw_m + 0.03 and hw_t > sw_t + 0.03  # the array's upward bias of the window maxima
 
 
+def test_vref_measured_median_balances_the_bits_through_the_array(tmp_path: Path) -> None:
+    """filters.vref = "measured-median": V_REF from the programmed array's measured window maxima
+    balances the hardware bits of the trained classes' images (held-out ones: the calibration
+    draws at most VREF_IMAGES of them); the software median does not (see the test above)."""
+    rates = {}
+    for rule in ("median", "measured-median"):
+        exp = _programmed(tmp_path, **{"filters.pool": 4, "filters.vref": rule})
+        images = exp.x_val[np.isin(exp.y_val, exp.trained)]
+        rates[rule] = exp.feature_maps(images).mean()
+    assert abs(rates["measured-median"] - 0.5) < 0.05
+    assert abs(rates["median"] - 0.5) > 2 * abs(rates["measured-median"] - 0.5)
+
+
 def test_experiment_overlay_backends_identical(tmp_path: Path) -> None:
     pytest.importorskip("pynq")
     exp = _programmed(tmp_path, **{"filters.pool": 3})
