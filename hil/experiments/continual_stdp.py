@@ -19,7 +19,9 @@ re-programmed, and the STDP block is evaluated again).
 With ``filters.vref = "median"`` (our addition, not the paper's;
 :func:`hil.learning.filters.max_entropy_vref`) every filter's V_REF is re-set after training to
 the median window maximum of the trained classes' training images (max-entropy bits); selected
-on the validation split for k = 5 with a 4x4 pool (README).
+on the validation split for k = 5 with a 4x4 pool (README). ``"measured-median"`` (also ours)
+takes that median after programming on the array's measured responses instead
+(:meth:`ContinualSTDPExperiment.measured_median_vref`).
 
 MVM output quantisation (stated): the filter current ``Y`` (A) of each convolution step is
 converted by a transimpedance ``R_f`` to a voltage and rounded to the IP's signed 16-bit Q3.12
