@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="pipelines at a time (1: in this process)")
     ap.add_argument("--out", default="benchmarks/out/continual_stdp")
     args = ap.parse_args()
+    if args.jobs < 1 or args.seeds < 1:
+        ap.error(f"--jobs and --seeds must be >= 1 (got {args.jobs}, {args.seeds})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     picked = [int(r) for r in args.rows.split(",")] if args.rows else list(range(len(ROWS)))

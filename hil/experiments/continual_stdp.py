@@ -295,7 +295,8 @@ class ContinualSTDPExperiment(Experiment):
             bank = flt.paper_filters(x, y, classes, n_filters=n_filters, **kw)
         else:
             bank = flt.train_joint_filters(x, y, classes, n_filters=n_filters, pool=f.pool, lr=f.lr, **kw)
-        if f.vref in ("median", "measured-median"):  # our addition: each bit on for half of the trained classes' images
+        if f.vref == "median":  # our addition: each bit on for half of the trained classes' images
+                                # ("measured-median" sets V_REF after programming: measured_median_vref)
             bank = flt.max_entropy_vref(bank, x, y, seed=seed)
         return bank
 
@@ -318,21 +319,14 @@ class ContinualSTDPExperiment(Experiment):
         responses, the bits are balanced on the hardware, where the maximum of a window of noisy,
         non-ideal responses lies above the software one (``"median"`` balances the software bits).
         """
-        fp = FixedPoint()
-        r_f, _ = self._conversion()
-        rng = np.random.default_rng([self.cfg.seed, 19])
-        seen = np.flatnonzero(np.isin(self.y_train, self.trained))
-        pick = np.sort(rng.choice(seen, min(VREF_IMAGES, seen.size), replace=False))
-        maxima = []
-        for s in range(0, pick.size, 100):
-            p = flt.patches(self.x_train[pick[s:s + 100]], np.float64)
-            y = self.layout.responses(self._arrays["filters"], p.reshape(-1, p.shape[-1]))
-            codes = np.clip(np.rint(y * r_f / fp.lsb_volts), CODE_MIN, CODE_MAX).reshape(len(p), flt.POSITIONS ** 2, -1)
-            maxima.append(flt.pooled(codes, self.windows)[0].reshape(-1, flt.N_FILTERS))
+        pick = flt.class_sample(self.y_train, self.trained, VREF_IMAGES, [self.cfg.seed, 19])
+        maxima = [flt.pooled(np.clip(self._input_codes(self.x_train[pick[s:s + 100]]), CODE_MIN, CODE_MAX),
+                             self.windows)[0].reshape(-1, flt.N_FILTERS) for s in range(0, pick.size, 100)]
         code = np.median(np.concatenate(maxima), axis=0)
+        r_f, _ = self._conversion()
         vref = self.bank.vref.copy()
         v_read = self._arrays["filters"].technology.v_read
-        vref[which] = code[which] * fp.lsb_volts / (r_f * v_read * self.layout.d_g)
+        vref[which] = code[which] * FixedPoint().lsb_volts / (r_f * v_read * self.layout.d_g)
         return flt.FilterBank(self.bank.weights, vref, self.bank.bits, self.bank.kinds, self.bank.classes, self.bank.pool)
 
     def configure_overlay(self) -> None:
@@ -343,19 +337,25 @@ class ContinualSTDPExperiment(Experiment):
 
     def feature_maps(self, images: np.ndarray, ctx: StageContext | None = None, chunk: int = 100) -> np.ndarray:
         """Binary feature maps (n, n_bits) through the filter array's MVM and the overlay."""
-        fp = FixedPoint()
-        r_f, _ = self._conversion()
         out = np.empty((len(images), self.n_bits), dtype=bool)
         for s in range(0, len(images), chunk):
-            p = flt.patches(images[s:s + chunk], np.float64)
-            y = self.layout.responses(self._arrays["filters"], p.reshape(-1, p.shape[-1]))
-            codes = np.rint(y * r_f / fp.lsb_volts)
+            codes = self._input_codes(images[s:s + chunk])
             self.saturated += int(np.count_nonzero((codes < CODE_MIN) | (codes > CODE_MAX)))
-            frames = np.clip(codes, CODE_MIN, CODE_MAX).astype(np.int16).reshape(len(p), flt.POSITIONS, flt.POSITIONS, -1)
-            out[s:s + len(p)] = self.overlay.process(frames).reshape(len(p), -1)
+            n = len(codes)
+            frames = np.clip(codes, CODE_MIN, CODE_MAX).astype(np.int16).reshape(n, flt.POSITIONS, flt.POSITIONS, -1)
+            out[s:s + n] = self.overlay.process(frames).reshape(n, -1)
             if ctx is not None:
-                ctx.advance(len(p))
+                ctx.advance(n)
         return out
+
+    def _input_codes(self, images: np.ndarray) -> np.ndarray:
+        """The overlay's input for ``images``: the filter array's MVM currents of every convolution
+        step, rounded to the Q3.12 code (not yet clipped to its range), shape (n, 81, 64)."""
+        fp = FixedPoint()
+        r_f, _ = self._conversion()
+        p = flt.patches(images, np.float64)
+        y = self.layout.responses(self._arrays["filters"], p.reshape(-1, p.shape[-1]))
+        return np.rint(y * r_f / fp.lsb_volts).reshape(len(p), flt.POSITIONS ** 2, -1)
 
     # ------------------------------------------------------------------ stages
     def run_stage(self, i: int, ctx: StageContext) -> None:

@@ -352,6 +352,19 @@ def feature_filters(images: np.ndarray, labels: np.ndarray, classes: tuple[int, 
 VREF_RULES = ("trained", "median")
 
 
+def class_sample(labels: np.ndarray, classes: tuple[int, ...], n: int, seed: list[int] | int) -> np.ndarray:
+    """Sorted indices of up to ``n`` images whose label is in ``classes``, drawn without
+    replacement by ``np.random.default_rng(seed)``; no other image is ever picked.
+
+    Raises:
+        ValueError: no image of ``classes``.
+    """
+    idx = np.flatnonzero(np.isin(labels, classes))
+    if idx.size == 0:
+        raise ValueError(f"no training image of the classes {tuple(classes)}")
+    return np.sort(np.random.default_rng(seed).choice(idx, min(n, idx.size), replace=False))
+
+
 def max_entropy_vref(bank: FilterBank, images: np.ndarray, labels: np.ndarray, *, max_images: int = 5000,
                      seed: int = 0, batch: int = 512) -> FilterBank:
     """The bank with every V_REF at the median of that filter's window maxima (our addition).
@@ -369,11 +382,7 @@ def max_entropy_vref(bank: FilterBank, images: np.ndarray, labels: np.ndarray, *
     Returns:
         a new :class:`FilterBank`, same weights, V_REF (F,) in weight units.
     """
-    rng = np.random.default_rng([seed, 17])
-    pool_idx = np.flatnonzero(np.isin(labels, bank.classes))
-    if pool_idx.size == 0:
-        raise ValueError(f"no training image of the bank's classes {bank.classes}")
-    pick = np.sort(rng.choice(pool_idx, min(max_images, pool_idx.size), replace=False))
+    pick = class_sample(labels, bank.classes, max_images, [seed, 17])
     win, w = pool_windows(bank.pool), bank.weights.astype(np.float32)
     maxima = np.concatenate([pooled(patches(images[pick[s:s + batch]]) @ w, win)[0].reshape(-1, bank.n_filters)
                              for s in range(0, pick.size, batch)])
