@@ -10,7 +10,8 @@ readout of those binary maps can reach (nearest class mean, softmax regression, 
 prototypes labelled on the training stream): diagnostics, not results of the system.
 ``stdp`` runs the STDP block (on a fresh simulated SiOx array) over the first ``--limit`` images of
 a shuffled training stream for each JSON dict of :class:`hil.learning.stdp.STDPParams` fields and
-prints the validation accuracy, the firing rate and the neurons used.
+prints the validation accuracy of the winner and of ``--voters`` vote readouts, the firing rate and
+the neurons used.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def features(args: argparse.Namespace) -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         table, name = key.split(".")
-        d.setdefault(table, {})[name] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+        try:
+            d.setdefault(table, {})[name] = json.loads(value)
+        except json.JSONDecodeError:  # a plain string: fashion-mnist, median, ...
+            d.setdefault(table, {})[name] = value
     cls, cfg = registry.parse_experiment(d)
     exp = cls(cfg)
     ctx = StageContext(None, None, 0, "diagnose")
@@ -115,10 +119,15 @@ def stdp(args: argparse.Namespace) -> None:
         fired = sum(block.present(ftr[i]) >= 0 for i in order)
         wall = time.perf_counter() - t0
         labels = assign_labels(block.winners(ftr), ytr, p.n_neurons)
-        ok = predict(block.winners(fva), labels) == yva
-        unt = f" non-trained {100 * ok[untrained].mean():.2f} %" if untrained.any() else ""
-        print(f"{text}: {len(order)} images, validation {100 * ok.mean():.2f} %{unt}, firing rate "
-              f"{fired / len(order):.3f}, neurons used {int(np.sum(block.fired > 0))}, {wall:.0f} s", flush=True)
+        scores = []
+        for name, pred in (("winner", predict(block.winners(fva), labels)),
+                           *((f"vote of {m}", block.vote(fva, labels, m)) for m in args.voters)):
+            ok = pred == yva
+            unt = f" / {100 * ok[untrained].mean():.2f}" if untrained.any() else ""
+            scores.append(f"{name} {100 * ok.mean():.2f}{unt}")
+        print(f"{text}: {len(order)} images, validation % (all{' / non-trained' if untrained.any() else ''}): "
+              f"{', '.join(scores)}; firing rate {fired / len(order):.3f}, neurons used "
+              f"{int(np.sum(block.fired > 0))}, {wall:.0f} s", flush=True)
 
 
 def main() -> None:
@@ -138,6 +147,8 @@ def main() -> None:
     s.add_argument("params", nargs="+")
     s.add_argument("--limit", type=int, default=0)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--voters", type=lambda t: [int(v) for v in t.split(",")], default=[3, 5, 10],
+                   help="comma-separated numbers of neurons of the k-WTA vote readouts to print")
     s.set_defaults(func=stdp)
     args = ap.parse_args()
     args.func(args)

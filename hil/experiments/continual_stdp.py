@@ -68,6 +68,9 @@ OVERLAY_BACKENDS = ("twin", "sim-device", "board")
 VREF_RULES = (*flt.VREF_RULES, "measured-median")
 #: Training images (of the trained classes, seeded draw) whose measured window maxima set V_REF.
 VREF_IMAGES = 1000
+#: Readouts of the STDP block: the class of the single WTA winner (the paper), or the vote of the
+#: ``stdp.voters`` most excited neurons (k-WTA, :func:`hil.learning.stdp.vote`; ours).
+READOUTS = ("winner", "vote")
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -113,6 +116,8 @@ class STDPCfg(STDPParams):
 
     epochs: int = 1
     stream: str = "shuffled"       # or "incremental": classes appear one after another
+    readout: str = "winner"        # the class of the one winner, or "vote": k-WTA vote of `voters` neurons
+    voters: int = 5
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,8 @@ def validate(cfg: ContinualConfig, base_dir: Path | None) -> ContinualConfig:
     check_number("stdp.width_sfa_decay", s.width_sfa_decay, 1e-9, 1e-3)
     check_number("stdp.epochs", s.epochs, 1, 20, integer=True)
     check_choice("stdp.stream", s.stream, ("shuffled", "incremental"))
+    check_choice("stdp.readout", s.readout, READOUTS)
+    check_number("stdp.voters", s.voters, 1, s.n_neurons, integer=True)
     check_bool("retrain.enabled", r.enabled)
     check_number("retrain.rate", r.rate, 0.0, 0.5)
     check_number("retrain.epochs", r.epochs, 1, 100, integer=True)
@@ -450,8 +457,12 @@ class ContinualSTDPExperiment(Experiment):
         win_tr = self.block.winners(self.features["train"])
         labels = assign_labels(win_tr, self.y_train, self.stdp_params.n_neurons)
         out: dict[str, float] = {}
+        s = self.cfg.stdp
         for split, y in (("val", self.y_val), ("test", self.y_test)):
-            pred = predict(self.block.winners(self.features[split]), labels)
+            if s.readout == "vote":
+                pred = self.block.vote(self.features[split], labels, s.voters)
+            else:
+                pred = predict(self.block.winners(self.features[split]), labels)
             ok = pred == y
             untrained = ~np.isin(y, self.trained)
             out[f"{prefix}{split}_accuracy"] = float(ok.mean())

@@ -231,21 +231,33 @@ class STDPBlock:
         ``g_sfa0`` (S): ``vth0 + sfa_gain * max(g_sfa - g_sfa0, 0) / g_unit``."""
         return self.p.vth0 + self.p.sfa_gain * np.maximum(g_sfa - g_sfa0, 0.0) / self.g_unit
 
+    def margins(self, bits: np.ndarray) -> np.ndarray:
+        """Frozen-weight excess ``V - V_TH`` of every neuron (synapses) for feature maps ``bits``
+        (n, n_in) -> (n, n_neurons); ``-inf`` for a neuron that never fired while learning (it holds
+        its random initial weights, no pattern)."""
+        b = np.asarray(bits, float)
+        x = np.zeros((len(b), self.n_in + 2))
+        x[:, : self.n_in] = self.line_levels(b)
+        margin = self.potentials(x) - self.vth
+        margin[:, self.fired == 0] = -np.inf
+        return margin
+
     def winners(self, bits: np.ndarray, chunk: int = 2048) -> np.ndarray:
-        """Frozen-weight WTA winner of each feature map (n, n_in): the largest ``V - V_TH`` among the
-        neurons that fired while learning (a neuron that never fired holds its random initial
-        weights, no pattern); -1 if none has."""
+        """Frozen-weight WTA winner of each feature map (n, n_in): the largest :meth:`margins` among
+        the neurons that fired while learning; -1 if none has."""
         out = np.full(len(bits), -1, dtype=np.int64)
         if not np.any(self.fired):
             return out
-        silent = self.fired == 0
         for s in range(0, len(bits), chunk):
-            b = np.asarray(bits[s:s + chunk], float)
-            x = np.zeros((len(b), self.n_in + 2))
-            x[:, : self.n_in] = self.line_levels(b)
-            margin = self.potentials(x) - self.vth
-            margin[:, silent] = -np.inf
-            out[s:s + chunk] = np.argmax(margin, axis=1)
+            out[s:s + chunk] = np.argmax(self.margins(bits[s:s + chunk]), axis=1)
+        return out
+
+    def vote(self, bits: np.ndarray, neuron_labels: np.ndarray, m: int, chunk: int = 2048) -> np.ndarray:
+        """k-winner-take-all readout: the class of each feature map (n, n_in) voted by the ``m``
+        labelled neurons with the largest :meth:`margins` (see :func:`vote`); -1 if no neuron has a label."""
+        out = np.full(len(bits), -1, dtype=np.int64)
+        for s in range(0, len(bits), chunk):
+            out[s:s + chunk] = vote(self.margins(bits[s:s + chunk]), neuron_labels, m)
         return out
 
     # ------------------------------------------------------------------ state
@@ -275,3 +287,29 @@ def assign_labels(winners: np.ndarray, labels: np.ndarray, n_neurons: int, n_cla
 def predict(winners: np.ndarray, neuron_labels: np.ndarray) -> np.ndarray:
     """Class predicted for each winner (-1 for a neuron without a label)."""
     return np.where(winners >= 0, neuron_labels[np.maximum(winners, 0)], -1)
+
+
+def vote(margins: np.ndarray, neuron_labels: np.ndarray, m: int, n_classes: int = 10) -> np.ndarray:
+    """Class of each row of ``margins`` (n, n_neurons) voted by its ``m`` most excited labelled neurons.
+
+    The soft (k-) winner-take-all readout: lateral inhibition lets the ``m`` neurons with the
+    largest excess fire (Maass, Neural Comput. 12, 2519 (2000), k-WTA), and the class is the one
+    that most of them were assigned to (the class averaging of Diehl & Cook, Front. Comput.
+    Neurosci. 9:99 (2015), with one spike per firing neuron). Ties go to the class of the most
+    excited neuron among the tied. Neurons without a label (-1) or with ``-inf`` margin do not
+    vote; -1 where none votes. ``m = 1``: the class of the most excited labelled neuron.
+    """
+    margins = np.where(np.asarray(neuron_labels)[None, :] >= 0, margins, -np.inf)
+    n, m = len(margins), min(m, margins.shape[1])
+    top = np.argpartition(-margins, m - 1, axis=1)[:, :m]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(margins, top, 1), axis=1, kind="stable"), 1)
+    voter = np.isfinite(np.take_along_axis(margins, top, 1))
+    rows = np.broadcast_to(np.arange(n)[:, None], top.shape)[voter]
+    cls = np.asarray(neuron_labels)[top][voter]
+    rank = np.broadcast_to(np.arange(m), top.shape)[voter]
+    votes = np.zeros((n, n_classes), np.int64)
+    np.add.at(votes, (rows, cls), 1)
+    first = np.full((n, n_classes), m, np.int64)
+    np.minimum.at(first, (rows, cls), rank)
+    score = votes * (m + 1) + (m - first)
+    return np.where(votes.any(axis=1), score.argmax(axis=1), -1)

@@ -34,6 +34,8 @@ def cfg_for(tmp_path: Path, name: str, **over) -> tuple[type, object]:
     ("filters.i_c", 1e-3, ["filters.i_c", "0.001"]),
     ("stdp.n_neurons", 0, ["stdp.n_neurons", "0", "[1, 1000]"]),
     ("filters.vref", "mean", ["filters.vref", "mean", "median"]),
+    ("stdp.readout", "spikes", ["stdp.readout", "spikes", "vote"]),
+    ("stdp.voters", 11, ["stdp.voters", "11", "[1, 10]"]),
 ])
 def test_bad_fields_named_and_no_run_file(tmp_path: Path, dotted: str, value, words: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
@@ -243,3 +245,22 @@ def test_sweep_figures_5_6_9_10_from_sweep_rows(tmp_path: Path) -> None:
     assert draw_sweep(rows({"stdp.n_neurons": [10, 200]}, acc), tmp_path) == []
     for p in tmp_path.glob("*.png"):
         assert p.stat().st_size > 1000
+
+
+def test_vote_readout_is_what_the_evaluation_reports(tmp_path: Path, mocker) -> None:
+    """stdp.readout = "vote" scores validation and test by the block's k-WTA vote with stdp.voters
+    neurons; the default scores the single winner (no vote)."""
+    from hil.experiments.runner import StageContext
+    from hil.learning.stdp import STDPBlock
+
+    spy = mocker.spy(STDPBlock, "vote")
+    for readout, calls in (("winner", 0), ("vote", 2)):
+        cls, cfg = cfg_for(tmp_path, f"{readout}.h5", **{"stdp.readout": readout, "stdp.voters": 3})
+        exp = cls(cfg)
+        for i in range(4):  # filters, features, stdp, evaluate
+            exp.run_stage(i, StageContext(None, None, 0, "t"))
+        assert spy.call_count == calls
+        if calls:
+            assert [c.args[3] for c in spy.call_args_list] == [3, 3]
+            assert exp.results["test_accuracy"] == pytest.approx(
+                np.mean(spy.spy_return == exp.y_test))  # the last call scored the test set

@@ -17,7 +17,7 @@ from hil.datasets.cifar10 import RECORD, load_cifar10, to_filter_input
 from hil.datasets.idx import ChecksumError
 from hil.datasets.noisy import add_pixel_noise
 from hil.learning import filters as flt
-from hil.learning.stdp import STDPBlock, STDPParams
+from hil.learning.stdp import STDPBlock, STDPParams, vote
 
 
 def clean_siox() -> SimArray:
@@ -252,6 +252,42 @@ def test_new_class_takes_its_own_neuron(drive: str, vth0: float) -> None:
     wc = max(set(wins_c) - {-1}, key=wins_c.count)
     assert wa != wc
     assert b.winners(np.stack([a, c]))[0] == wa
+
+
+def test_vote_counts_the_m_most_excited_labelled_neurons() -> None:
+    """k-WTA readout: the majority of the m largest margins wins over the single winner; unlabelled and
+    silent (-inf) neurons never vote; a tie goes to the class of the most excited neuron."""
+    labels = np.array([0, 1, 1, 2, -1, 0])
+    margins = np.array([
+        [5.0, 4.0, 3.0, 1.0, 9.0, 0.0],        # winner class 0 (the -1 neuron is skipped); 1 has 2 of the top 3
+        [5.0, 4.0, 3.0, 1.0, 9.0, 0.0],        # m = 1: the most excited labelled neuron
+        [-np.inf, 2.0, -np.inf, 3.0, 9.0, -np.inf],  # only 2 voters, tie 1-1: the more excited (class 2)
+        [-np.inf] * 6,                          # nobody votes
+    ])
+    assert vote(margins[[0]], labels, 3).tolist() == [1]
+    assert vote(margins[[1]], labels, 1).tolist() == [0]
+    assert vote(margins[[2]], labels, 3).tolist() == [2]
+    assert vote(margins[[3]], labels, 3).tolist() == [-1]
+    rng = np.random.default_rng(0)
+    many = rng.standard_normal((50, 6))
+    winner = np.where(labels >= 0, many, -np.inf).argmax(1)
+    assert np.array_equal(vote(many, labels, 1), labels[winner])
+
+
+def test_block_vote_reads_the_array() -> None:
+    """The block's vote comes from the measured potentials: with the synapses of two neurons swapped in
+    the array, their votes swap."""
+    n_in, n = 16, 4
+    b = block(n_in=n_in, n=n, sfa=False, p_noise=0.0)
+    pattern = np.zeros(n_in, bool)
+    pattern[:8] = True
+    b.array.reset_pulse(np.arange(n_in * n), v_stop=-2.0)
+    b.array.set_pulse(np.flatnonzero(pattern) * n + 0, v_gate=1.2, v_pulse=2.2)   # neuron 0 stores the pattern
+    b.array.set_pulse(np.flatnonzero(~pattern) * n + 1, v_gate=1.2, v_pulse=2.2)  # neuron 1 its complement
+    b.fired[:] = 1
+    labels = np.array([3, 7, -1, -1])
+    assert b.vote(pattern[None], labels, 2).tolist() == [3]
+    assert b.vote(~pattern[None], labels, 2).tolist() == [7]
 
 
 # ---------------------------------------------------------------------------- datasets
