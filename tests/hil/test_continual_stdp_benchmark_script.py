@@ -11,7 +11,7 @@ from script_loader import load_benchmark
 def test_rows_with_the_same_configuration_share_one_pipeline(tmp_path):
     b = load_benchmark("continual_stdp")
     four_bits = next(i for i, row in enumerate(b.ROWS) if row[1] == {"filters.bits": 4})
-    ten = next(i for i, row in enumerate(b.ROWS) if row[1] == {"stdp.n_neurons": 10})
+    ten = next(i for i, row in enumerate(b.ROWS) if row[1].get("stdp.n_neurons") == 10)
     runs, rows = b.plan([0, ten, four_bits], 2, tmp_path, "", True)
     assert rows[four_bits] == rows[0]  # the 4-bit row is the first row: not run again
     assert set(rows[ten]).isdisjoint(rows[0])
