@@ -80,7 +80,8 @@ ROWS = [
      "untr >= 85 %, all >= 90 %"),
     ("MNIST k=5, joint, global pool", {"filters.untrained": 5, **WINNER16}, "Fig. 10 (k = 5)",
      "untr >= 85 %, all >= 90 %"),
-    ("k=5, 2x2 pool, measured-median V_REF", {**K5, "filters.vref": "measured-median"}, "Fig. 10 (k = 5)",
+    ("k=5, 2x2 pool, measured-median V_REF", {**K5, "filters.vref": "measured-median", "stdp.readout": "winner"},
+     "Fig. 10 (k = 5)",
      "untr >= 85 %, all >= 90 %"),
 ]
 
