@@ -230,6 +230,17 @@ def test_device_read_noise_reaches_mvm():
     assert np.std(i[:, 0]) / (0.1 * 50e-6) == pytest.approx(float(p.read_dev_rel(50e-6)), rel=0.15)
 
 
+
+def test_mvm_single_precision_sums_are_exact_to_well_below_the_read_noise():
+    """The float32 Kirchhoff sums: without noise, equal to the float64 product to 1e-6."""
+    p = dataclasses.replace(HFO2_PHYSICS, sigma_read=0.0, i_noise_floor=0.0, read_dev_ref=0.0)
+    m, idx, g = _programmed_at(p, [5e-6, 50e-6, 200e-6], shape=(400, 30))
+    x = np.random.default_rng(3).random((64, 400))
+    i = m.mvm(x, 0.1)
+    assert i.dtype == np.float64
+    np.testing.assert_allclose(i, (x * 0.1) @ m.conductance().reshape(400, 30), rtol=1e-6)
+
+
 def test_lrs_relaxation_spread_is_conductance_independent_and_hrs_relaxes_up():
     p = HFO2_PHYSICS
     levels = [50e-6, 200e-6]
