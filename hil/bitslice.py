@@ -232,11 +232,13 @@ class BitSlicedFilters:
         x = np.asarray(x)
         out = np.empty((x.shape[0], self.n_filters))
         v_read = array.technology.v_read
+        # combine() is linear, so the defects' correction is applied per filter, not per column:
+        # combine(I - (x v) C) = combine(I) - (x v) combine(C), a 4x smaller product for 4 bits
+        fix = self.combine(self.correction) if self.correction is not None and self.n_defects else None
         for s in range(0, x.shape[0], chunk):
-            i = array.mvm(x[s:s + chunk])
-            if self.correction is not None and self.n_defects:
-                i = i - (x[s:s + chunk] * v_read) @ self.correction
-            out[s:s + chunk] = self.combine(i)
+            out[s:s + chunk] = self.combine(array.mvm(x[s:s + chunk]))
+            if fix is not None:
+                out[s:s + chunk] -= (x[s:s + chunk] * v_read) @ fix
         return out
 
     def to_weight_units(self, y: np.ndarray, v_read: float) -> np.ndarray:

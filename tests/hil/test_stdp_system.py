@@ -51,6 +51,33 @@ def test_bitsliced_round_trip_within_read_noise(scheme: str) -> None:
     assert np.std(got - wrong) > 0.5 * np.std(want)
 
 
+
+class _NoiselessArray:
+    """Column currents exactly ``(x v_read) @ G``: what the defect correction acts on, without noise."""
+
+    def __init__(self, g: np.ndarray) -> None:
+        self.g, self.shape, self.technology = g, g.shape, get_preset("siox").technology
+
+    def mvm(self, x: np.ndarray) -> np.ndarray:
+        return (x * self.technology.v_read) @ self.g
+
+
+@pytest.mark.parametrize("scheme", ["offset", "differential", "multilevel"])
+def test_defect_correction_subtracts_each_defects_current_from_its_column(scheme: str) -> None:
+    """responses() = combine(I - (x v) C) for the mapped correction C, whatever the scheme."""
+    rng = np.random.default_rng(1)
+    bs = BitSlicedFilters(50, 6, bits=4, scheme=scheme)
+    g = rng.uniform(1e-6, 50e-6, bs.shape)
+    bs.correction = np.where(rng.random(bs.shape) < 0.1, rng.normal(0, 20e-6, bs.shape), 0.0)
+    bs.n_defects = int(np.count_nonzero(bs.correction))
+    x = rng.random((40, 50))
+    arr = _NoiselessArray(g)
+    want = bs.combine(arr.mvm(x) - (x * arr.technology.v_read) @ bs.correction)
+    np.testing.assert_allclose(bs.responses(arr, x), want, rtol=1e-9, atol=1e-18)
+    bs.n_defects = 0  # without mapped defects nothing is subtracted
+    np.testing.assert_allclose(bs.responses(arr, x), bs.combine(arr.mvm(x)), rtol=1e-12)
+
+
 def test_changing_conductances_changes_the_feature_map() -> None:
     rng = np.random.default_rng(1)
     bs = BitSlicedFilters(400, 4, bits=4, scheme="offset", defect_correction=False)
