@@ -35,3 +35,16 @@ def test_a_kept_result_is_read_back_and_measured_like_a_fresh_one(tmp_path):
     cfg["seed"] = 4  # another configuration runs
     b.kept_job(cfg)
     assert calls
+
+
+def test_the_row_without_re_training_is_read_from_the_re_training_rows_pipeline(tmp_path):
+    b = load_benchmark("continual_stdp")
+    k5 = next(i for i, row in enumerate(b.ROWS) if row[1] == b.K5)
+    retrain = next(i for i, row in enumerate(b.ROWS) if row[1] == {**b.K5, "retrain.enabled": True})
+    no_sfa = next(i for i, row in enumerate(b.ROWS) if row[1] == {**b.K5, "stdp.sfa": False})
+    runs, rows = b.plan([k5, retrain, no_sfa], 2, tmp_path, "", True)
+    assert rows[k5] == rows[retrain] and len(runs) == 4
+    assert all(runs[i]["retrain"]["enabled"] for i in rows[k5])
+    assert set(rows[no_sfa]).isdisjoint(rows[k5])  # another STDP setting is another pipeline
+    alone, rows = b.plan([k5], 2, tmp_path, "", True)  # without the re-training row: its own pipeline
+    assert len(alone) == 2 and not any(c.get("retrain", {}).get("enabled") for c in alone)
