@@ -220,7 +220,7 @@ class ArrayPhysics:
 
     def conductance(self, idx: np.ndarray | None = None) -> np.ndarray:
         """True conductance (S) at the model clock, including relaxation; shape of ``idx``."""
-        idx = self.all_indices() if idx is None else idx
+        idx = slice(None) if idx is None else idx  # every cell: views, not a gathered copy
         p = self.params
         elapsed = np.maximum(self.t - self.t_prog[idx], 0.0)
         lnt = np.log1p(elapsed / p.t_relax0)
