@@ -200,12 +200,13 @@ def main() -> None:
             label, _, paper, target = ROWS[r]
             done = [futures[i].result() for i in rows[r]]
             res = [measure(d["summary"], d["wall"]) for d in done]
-            if not ROWS[r][1].get("retrain.enabled") and any("retrained_test_accuracy" in d["summary"] for d in done):
+            retrains = bool(ROWS[r][1].get("retrain.enabled"))
+            if not retrains and any("retrained_test_accuracy" in d["summary"] for d in done):
                 for x in res:  # read from a pipeline that also re-trained: its wall time is that row's
                     x[-1] = np.nan
             print(line(label, res, paper, target), flush=True)
             after = [measure(d["summary"], d["wall"], "retrained_") for d in done if "retrained_test_accuracy" in d["summary"]]
-            if after:
+            if retrains and after:
                 print(line("  ... after re-training", after, "Fig. 14", ""), flush=True)
     print(f"total wall time {time.perf_counter() - t_all:.0f} s ({len(runs)} pipelines, {args.jobs} at a time)")
 
