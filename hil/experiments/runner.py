@@ -306,7 +306,9 @@ def _drive(exp: Experiment, store: RunStore, first: int, step: int, *, initial_c
             if bar is not None:
                 bar.set_description(f"{exp.label()} [{names[i]}]")
             ctx = StageContext(store, bar, i, names[i], step)
+            t0 = time.perf_counter()
             exp.run_stage(i, ctx)
+            log.info("%s: stage %s done in %.1f s", exp.label(), names[i], time.perf_counter() - t0)
             step = ctx.step
             store.flush()
             if exp.checkpoint_after(i) or i == n - 1:

@@ -293,3 +293,11 @@ def test_toy_experiment_contract(tmp_path, toy):
         again.array.read(None)  # closed although the run never started
     with pytest.raises(RuntimeError, match="closed"):
         whole.experiment.array.read(None)
+
+
+def test_every_stage_logs_how_long_it_took(tmp_path, toy, caplog):
+    cls, cfg = registry.parse_experiment({"experiment": "toy-test", "out": str(tmp_path / "t.h5"), "n_stages": 2})
+    with caplog.at_level(logging.INFO, logger="hil.experiments.runner"):
+        runner.start(cls, cfg, progress=False)
+    done = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
+    assert [m.split(": stage ")[1].split(" done")[0] for m in done] == ["step 0", "step 1"]
