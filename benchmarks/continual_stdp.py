@@ -125,6 +125,11 @@ def same_run(config: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in config.items() if k not in ("name", "out")}, sort_keys=True)
 
 
+def retrains(config: dict[str, Any]) -> bool:
+    """Whether the pipeline of ``config`` ends with the re-training stage."""
+    return bool(config.get("retrain", {}).get("enabled"))
+
+
 def without_retrain(config: dict[str, Any]) -> str:
     """:func:`same_run` of the configuration with re-training off: a run with re-training holds,
     before its last stage, exactly the run without it (same stages, same seeds, same results)."""
@@ -146,12 +151,12 @@ def plan(picked: list[int], seeds: int, out: Path, data_dir: str, quick: bool) -
             for r in picked for seed in range(seeds)}
     for cfg in cfgs.values():
         registry.parse_experiment(cfg)  # every pipeline validated before any runs
-    retrained = {without_retrain(c): c for c in cfgs.values() if c.get("retrain", {}).get("enabled")}
+    retrained = {without_retrain(c): c for c in cfgs.values() if retrains(c)}
     runs: list[dict] = []
     index: dict[str, int] = {}
     rows: dict[int, list[int]] = {r: [] for r in picked}
     for (r, _), cfg in cfgs.items():
-        if not cfg.get("retrain", {}).get("enabled"):
+        if not retrains(cfg):
             cfg = retrained.get(without_retrain(cfg), cfg)
         key = same_run(cfg)
         if key not in index:
@@ -200,13 +205,13 @@ def main() -> None:
             label, _, paper, target = ROWS[r]
             done = [futures[i].result() for i in rows[r]]
             res = [measure(d["summary"], d["wall"]) for d in done]
-            retrains = bool(ROWS[r][1].get("retrain.enabled"))
-            if not retrains and any("retrained_test_accuracy" in d["summary"] for d in done):
+            own = bool(ROWS[r][1].get("retrain.enabled"))
+            if not own and any(retrains(runs[i]) for i in rows[r]):
                 for x in res:  # read from a pipeline that also re-trained: its wall time is that row's
                     x[-1] = np.nan
             print(line(label, res, paper, target), flush=True)
-            after = [measure(d["summary"], d["wall"], "retrained_") for d in done if "retrained_test_accuracy" in d["summary"]]
-            if retrains and after:
+            if own:
+                after = [measure(d["summary"], d["wall"], "retrained_") for d in done]
                 print(line("  ... after re-training", after, "Fig. 14", ""), flush=True)
     print(f"total wall time {time.perf_counter() - t_all:.0f} s ({len(runs)} pipelines, {args.jobs} at a time)")
 

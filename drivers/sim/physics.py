@@ -51,7 +51,7 @@ import numpy as np
 
 from drivers.technology import Transistor
 
-#: Precision of the simulated Kirchhoff sums of :meth:`DeviceModel.mvm` (see there).
+#: Precision of the simulated Kirchhoff sums of :meth:`ArrayPhysics.mvm` (see there).
 MVM_DTYPE = np.float32
 
 #: Stuck-at codes.
