@@ -82,8 +82,8 @@ class CrossbarArray(ABC):
         mask = np.asarray(mask)
         if mask.dtype == bool and mask.shape == self.shape:
             return np.flatnonzero(mask)
-        if mask.ndim == 1 and np.issubdtype(mask.dtype, np.integer):
-            if mask.size and (mask[0] < 0 or mask[-1] >= self.size or np.any(np.diff(mask) <= 0)):
+        if mask.ndim == 1 and mask.dtype.kind in "iu":
+            if mask.size and (mask[0] < 0 or mask[-1] >= self.size or (mask[1:] <= mask[:-1]).any()):
                 raise ValueError(f"cell indices must be strictly increasing within [0, {self.size - 1}]")
             return mask.astype(np.intp, copy=False)
         raise ValueError(
@@ -203,7 +203,8 @@ class CrossbarArray(ABC):
             self._form(idx, vp, vg, float(width))
         else:
             self._set(idx, vg, vp, float(width))
-        self._account(kind, idx, self.timing.pulse_time(width), v_gate=vg, v_pulse=vp, width=width, compliance=compliance)
+        self._account(kind, idx, self.timing.pulse_time(width), v_gate=_logged(v_gate, vg),
+                      v_pulse=_logged(v_pulse, vp), width=width, compliance=_logged(v_gate, compliance))
 
     def reset_pulse(
         self,
@@ -236,7 +237,7 @@ class CrossbarArray(ABC):
         self._reset(idx, vs, vg, float(width))
         self._account(
             OpKind.RESET, idx, self.timing.pulse_time(width),
-            v_gate=vg, v_pulse=vs, width=width, compliance=np.nan,
+            v_gate=_logged(v_gate, vg), v_pulse=_logged(v_stop, vs), width=width, compliance=np.nan,
         )
 
     def read(self, mask: np.ndarray | None = None, v_read: float | None = None) -> np.ndarray:
@@ -330,3 +331,9 @@ class CrossbarArray(ABC):
     def identity(self) -> dict[str, str]:
         """Instrument identities for the run store (``{"backend": ..., ...}``)."""
         return {"backend": type(self).__name__}
+
+
+def _logged(given: float | np.ndarray, per_cell: np.ndarray) -> float | np.ndarray:
+    """The value to log for a parameter given as ``given``: one float for the whole batch when it
+    was one number (the run store then keeps one value instead of one per cell), else ``per_cell``."""
+    return float(per_cell[0]) if np.ndim(given) == 0 else per_cell

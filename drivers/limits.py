@@ -8,6 +8,7 @@ nothing reaches the device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -47,12 +48,13 @@ class SafetyLimits:
 
     def check_abs(self, name: str, value: float | np.ndarray, limit: float, unit: str) -> None:
         """Raise :class:`SafetyLimitError` unless every ``|value| <= limit`` and is finite."""
-        arr = np.asarray(value, dtype=float)
-        if arr.size == 0:
+        lo_hi = _extremes(value)
+        if lo_hi is None:
             return
-        if not np.all(np.isfinite(arr)):
+        lo, hi = lo_hi
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise SafetyLimitError(f"{name} must be finite, got {value!r}")
-        worst = float(np.max(np.abs(arr)))
+        worst = max(-lo, hi)
         if worst > limit:
             raise SafetyLimitError(f"{name}={worst:.6g} {unit} outside the allowed range [-{limit:.6g}, {limit:.6g}] {unit}")
 
@@ -124,12 +126,28 @@ def _check_range(prefix: str, name: str, value: float | np.ndarray, low: float, 
                  scope: str) -> None:
     """SafetyLimitError ``"<prefix><name>=<worst> <unit> outside <scope> [low, high]"`` unless every
     element of ``value`` is finite and within ``[low, high]``."""
-    arr = np.asarray(value, dtype=float)
-    if arr.size == 0:
+    lo_hi = _extremes(value)
+    if lo_hi is None:
         return
-    if not np.all(np.isfinite(arr)):
+    lo, hi = lo_hi
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise SafetyLimitError(f"{prefix}{name} must be finite, got {value!r}")
-    lo, hi = float(arr.min()), float(arr.max())
     if lo < low or hi > high:
         bad = lo if lo < low else hi
         raise SafetyLimitError(f"{prefix}{name}={bad:.6g} {unit} outside {scope} [{low:.6g}, {high:.6g}] {unit}")
+
+
+def _extremes(value: float | np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of ``value`` as floats, None when it is empty. One pass each: numpy's min and max
+    propagate a NaN and an infinity shows in one of them, so the pair is finite iff all values are."""
+    if isinstance(value, (float, int)):
+        v = float(value)
+        return v, v
+    arr = np.asarray(value, dtype=float)
+    if arr.size == 0:
+        return None
+    if arr.ndim == 0:
+        v = float(arr)
+        return v, v
+    lo, hi = float(arr.min()), float(arr.max())
+    return lo, hi

@@ -176,6 +176,8 @@ def make_batch(
     fields = {"v_gate": v_gate, "v_pulse": v_pulse, "width": width, "compliance": compliance, "result": result}
     shape = np.shape(rows if cells is None else cells)
     for k, v in fields.items():
+        if isinstance(v, float):
+            continue
         if np.ndim(v) == 0:
             fields[k] = float(v)
         elif np.shape(v) != shape:

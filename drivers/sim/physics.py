@@ -54,6 +54,12 @@ from drivers.technology import Transistor
 #: Precision of the simulated Kirchhoff sums of :meth:`ArrayPhysics.mvm` (see there).
 MVM_DTYPE = np.float32
 
+def _per_index(value: float | np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``value`` (V) as a float array of the shape of ``idx`` (a view when it has that shape already)."""
+    v = np.asarray(value, dtype=float)
+    return v if v.shape == idx.shape else np.broadcast_to(v, idx.shape)
+
+
 #: Stuck-at codes.
 HEALTHY, STUCK_LRS, STUCK_HRS = 0, 1, -1
 
@@ -285,8 +291,7 @@ class ArrayPhysics:
 
     def _set_or_form(self, idx: np.ndarray, v_gate: np.ndarray, v_pulse: np.ndarray, width: float) -> None:
         p = self.params
-        v_gate = np.broadcast_to(np.asarray(v_gate, dtype=float), idx.shape)
-        v_pulse = np.broadcast_to(np.asarray(v_pulse, dtype=float), idx.shape)
+        v_gate, v_pulse = _per_index(v_gate, idx), _per_index(v_pulse, idx)
         g_old = self.conductance(idx)
         healthy = self.stuck[idx] == HEALTHY
         newly_formed = healthy & ~self.formed[idx] & (v_pulse >= self.v_form_cell[idx])
@@ -306,7 +311,7 @@ class ArrayPhysics:
         ``v_gate`` is accepted for symmetry; the transistor is assumed fully on during RESET.
         """
         p = self.params
-        v_stop = np.broadcast_to(np.asarray(v_stop, dtype=float), idx.shape)
+        v_stop = _per_index(v_stop, idx)
         self.n_reset[idx] += 1
         g_old = self.conductance(idx)
         can_switch = (self.stuck[idx] == HEALTHY) & self.formed[idx]

@@ -28,6 +28,11 @@ def array():
         lambda a: a.set_pulse(None, v_gate=3.5),
         lambda a: a.set_pulse(None, v_gate=1.0, width=5e-3),
         lambda a: a.set_pulse(None, v_gate=np.full((8, 8), np.nan)),
+        # one bad value among good ones (the check takes min and max; NaN and infinities must show)
+        lambda a: a.set_pulse(np.arange(5), v_gate=np.array([1.0, 1.0, np.nan, 1.0, 1.0])),
+        lambda a: a.set_pulse(np.arange(5), v_gate=1.0, v_pulse=np.array([1.0, np.inf, 1.0, 1.0, 1.0])),
+        lambda a: a.reset_pulse(np.arange(3), v_stop=np.array([-1.0, -1.0, -np.inf])),
+        lambda a: a.set_pulse(None, v_gate=1.0, width=float("nan")),
         lambda a: a.reset_pulse(None, v_stop=-5.5),
         lambda a: a.form(None, v_pulse=5.1),
         lambda a: a.read(None, v_read=0.5),
@@ -41,6 +46,21 @@ def test_limit_violations_change_nothing(array, call):
     after = array.model.get_state()[0]
     assert all(np.array_equal(before[k], after[k]) for k in before)
     assert array.bench_time == 0.0 and array.batches == []
+
+
+def test_a_parameter_given_as_one_number_is_logged_as_one_number(array):
+    """The batch keeps one value for a scalar gate / amplitude (the run store then stores one per
+    batch), and the per-cell values when they were given per cell."""
+    array.set_pulse(np.arange(4), v_gate=1.0, v_pulse=1.5)
+    array.set_pulse(np.arange(4), v_gate=np.array([1.0, 1.1, 1.2, 1.3]), v_pulse=1.5)
+    array.reset_pulse(np.arange(4), v_stop=-1.2)
+    one, per_cell, reset = array.batches
+    assert isinstance(one.fields["v_gate"], float) and isinstance(one.fields["compliance"], float)
+    assert one.fields["v_gate"] == 1.0 and one.fields["v_pulse"] == 1.5
+    assert one.fields["compliance"] == pytest.approx(float(array.technology.transistor.compliance(1.0)))
+    np.testing.assert_array_equal(per_cell.fields["v_gate"], [1.0, 1.1, 1.2, 1.3])
+    assert np.shape(per_cell.fields["compliance"]) == (4,) and isinstance(per_cell.fields["v_pulse"], float)
+    assert isinstance(reset.fields["v_pulse"], float) and reset.fields["v_pulse"] == -1.2
 
 
 def test_limit_error_names_value_and_range(array):
