@@ -48,13 +48,9 @@ class SafetyLimits:
 
     def check_abs(self, name: str, value: float | np.ndarray, limit: float, unit: str) -> None:
         """Raise :class:`SafetyLimitError` unless every ``|value| <= limit`` and is finite."""
-        lo_hi = _extremes(value)
-        if lo_hi is None:
-            return
-        lo, hi = lo_hi
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+        worst = peak(value)  # 0 for an empty array
+        if not math.isfinite(worst):
             raise SafetyLimitError(f"{name} must be finite, got {value!r}")
-        worst = max(-lo, hi)
         if worst > limit:
             raise SafetyLimitError(f"{name}={worst:.6g} {unit} outside the allowed range [-{limit:.6g}, {limit:.6g}] {unit}")
 
@@ -151,3 +147,13 @@ def _extremes(value: float | np.ndarray) -> tuple[float, float] | None:
         return v, v
     lo, hi = float(arr.min()), float(arr.max())
     return lo, hi
+
+
+def peak(value: float | np.ndarray) -> float:
+    """Largest ``|value|`` (0 for an empty array; NaN if any value is NaN, inf if any is infinite),
+    from one min and one max pass, without an array of absolute values."""
+    lo_hi = _extremes(value)
+    if lo_hi is None:
+        return 0.0
+    lo, hi = lo_hi
+    return math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)

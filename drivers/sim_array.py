@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from drivers.array import CrossbarArray
-from drivers.limits import SafetyLimits
+from drivers.limits import SafetyLimits, peak
 from drivers.sim.physics import ArrayPhysics, DeviceParams
 from drivers.sim.presets import get_preset
 from drivers.technology import Technology
@@ -72,10 +72,12 @@ class SimArray(CrossbarArray):
         """
         self._check_open()
         v_read = self.technology.v_read if v_read is None else v_read
-        x = np.asarray(x, dtype=float)
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(float)  # single precision stays single: the model sums in MVM_DTYPE
         if x.shape[-1] != self.shape[0]:
             raise ValueError(f"x must have {self.shape[0]} entries on its last axis, got shape {x.shape}")
-        self.limits.check_read(float(np.max(np.abs(x))) * v_read if x.size else 0.0)
+        self.limits.check_read(peak(x) * v_read)
         n_vectors = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
         self.mvm_count += n_vectors
         out = self.model.mvm(x, v_read, self.timing.aperture)

@@ -462,7 +462,7 @@ class RunStore:
         # off the experiment's thread (:meth:`_encode`).
         times = None if batch.t_start is not None and batch.t_step is not None else \
             np.array(batch.times, dtype="<f8")
-        fields = {f: (v if np.ndim(v) == 0 else np.array(v, dtype="<f4"))
+        fields = {f: (v if isinstance(v, float) or np.ndim(v) == 0 else np.array(v, dtype="<f4"))
                   for f in VALUE_FIELDS if (v := batch.fields.get(f, np.nan)) is not None}
         with self._buffer:
             self._queued.append((aid, int(batch.kind), self._n_records, n, stride, flat, batch.t_start, batch.t_step,
@@ -583,7 +583,7 @@ class RunStore:
             vg_codes = None
             for bit, f in enumerate(VALUE_FIELDS, start=1):
                 a = fields.get(f, np.nan)
-                if np.ndim(a) == 0:
+                if isinstance(a, float) or np.ndim(a) == 0:  # one value for the whole batch
                     values.append(a)
                     continue
                 bits = a.view("<u4")

@@ -37,6 +37,8 @@ def array():
         lambda a: a.form(None, v_pulse=5.1),
         lambda a: a.read(None, v_read=0.5),
         lambda a: a.mvm(np.ones(8), v_read=0.4),
+        lambda a: a.mvm(np.array([0.0, 0.5, np.nan, 0, 0, 0, 0, 0], np.float32)),
+        lambda a: a.mvm(np.full((3, 8), -1.0) * np.array([[1], [1], [np.inf]])),
     ],
 )
 def test_limit_violations_change_nothing(array, call):
