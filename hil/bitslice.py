@@ -233,8 +233,11 @@ class BitSlicedFilters:
         out = np.empty((x.shape[0], self.n_filters))
         v_read = array.technology.v_read
         # combine() is linear, so the defects' correction is applied per filter, not per column:
-        # combine(I - (x v) C) = combine(I) - (x v) combine(C), a 4x smaller product for 4 bits
-        fix = self.combine(self.correction) if self.correction is not None and self.n_defects else None
+        # combine(I - (x v) C) = combine(I) - (x v) combine(C), a 4x smaller product for 4 bits,
+        # in the precision of x (single for the experiment's patches, like the MVM's own sums)
+        fix = None
+        if self.correction is not None and self.n_defects:
+            fix = self.combine(self.correction).astype(np.result_type(x.dtype, np.float32), copy=False)
         for s in range(0, x.shape[0], chunk):
             out[s:s + chunk] = self.combine(array.mvm(x[s:s + chunk]))
             if fix is not None:

@@ -360,7 +360,7 @@ class ContinualSTDPExperiment(Experiment):
         step, rounded to the Q3.12 code (not yet clipped to its range), shape (n, 81, 64)."""
         fp = FixedPoint()
         r_f, _ = self._conversion()
-        p = flt.patches(images, np.float64)
+        p = flt.patches(images)  # single precision, as the array's MVM takes its inputs (MVM_DTYPE)
         y = self.layout.responses(self._arrays["filters"], p.reshape(-1, p.shape[-1]))
         return np.rint(y * r_f / fp.lsb_volts).reshape(len(p), flt.POSITIONS ** 2, -1)
 

@@ -298,3 +298,28 @@ def test_unequal_level_preset():
     assert p.physics.read_dev_ref == HFO2_PHYSICS.read_dev_ref
     widths = np.diff(p.technology.levels)
     assert np.all(np.diff(widths) > 0)  # intervals widen with G (geometric I_CC steps)
+
+
+@pytest.mark.parametrize("params", [HFO2_PHYSICS, SIOX_PHYSICS], ids=["hfo2", "siox"])
+def test_single_precision_relaxation_is_the_double_precision_one_to_1e6(params):
+    """The conductance the MVM sums (float32 relaxation) after an hour and after a year equals the
+    float64 conductance to 1e-6 relative: HRS and LRS, drift, spread and (HfO2) the absolute LRS part."""
+    m, idx, g = _programmed_at(params, [3e-6, 20e-6, 50e-6, 200e-6], shape=(40, 40))
+    for seconds in (3600.0, 3.2e7):
+        m.advance(seconds)
+        g64 = m.conductance(idx)
+        g32 = m.conductance(idx, dtype=np.float32)
+        assert g32.dtype == np.float32 and not np.allclose(g64, g, rtol=1e-3)  # it did relax
+        np.testing.assert_allclose(g32, g64, rtol=1e-6)
+
+
+def test_the_mvm_sums_the_relaxed_conductances():
+    """After a day of relaxation the noiseless MVM is the float64 product with the relaxed map."""
+    p = dataclasses.replace(SIOX_PHYSICS, sigma_read=0.0, i_noise_floor=0.0, read_dev_ref=0.0)
+    m, idx, g = _programmed_at(p, [5e-6, 50e-6, 100e-6], shape=(200, 30))
+    fresh = m.conductance().reshape(200, 30)
+    m.advance(86400.0)
+    x = np.random.default_rng(4).random((16, 200))
+    relaxed = m.conductance().reshape(200, 30)
+    np.testing.assert_allclose(m.mvm(x, 0.1), (x * 0.1) @ relaxed, rtol=1e-6)
+    assert not np.allclose(m.mvm(x, 0.1), (x * 0.1) @ fresh, rtol=1e-3)
