@@ -134,6 +134,31 @@ def test_quantise_levels_and_bits_range() -> None:
         flt.quantise(w, 9)
 
 
+@pytest.mark.parametrize("pool", [9, 4, 3])
+def test_weight_gradient_of_window_maxima_is_the_dense_backpropagation(pool: int) -> None:
+    """The gathered gradient equals backpropagation through every response (zero away from each
+    window's argmax) and the change of the maxima under a small weight step."""
+    rng = np.random.default_rng(7)
+    p = rng.random((6, flt.POSITIONS**2, 400), dtype=np.float32)
+    w = rng.standard_normal((400, 5)).astype(np.float32)
+    win = flt.pool_windows(pool)
+    m, argpos = flt.pooled(p @ w, win)
+    d_m = rng.standard_normal(m.shape).astype(np.float32)
+    d_r = np.zeros((6, flt.POSITIONS**2, 5), np.float32)
+    for n, k, f in np.ndindex(*m.shape):
+        d_r[n, argpos[n, k, f], f] += d_m[n, k, f]
+    dense = p.reshape(-1, 400).T @ d_r.reshape(-1, 5)
+    grad = flt._weight_grad(p, argpos, d_m)
+    np.testing.assert_allclose(grad, dense, rtol=1e-5, atol=1e-5 * np.abs(dense).max())
+    step = 1e-5 * rng.standard_normal(w.shape)  # small enough that no window changes its argmax
+    p64 = p.astype(np.float64)
+    m0, _ = flt.pooled(p64 @ w, win)
+    m2, arg2 = flt.pooled(p64 @ (w + step), win)
+    assert np.array_equal(arg2, argpos)
+    linear = np.sum(d_m * (m2 - m0)), np.sum(grad * step)
+    assert linear[0] == pytest.approx(linear[1], rel=1e-2)
+
+
 def test_joint_filters_train_on_trained_classes_only() -> None:
     rng = np.random.default_rng(3)
     # two synthetic classes: a bar at the top vs at the bottom; class 2 must never be seen
