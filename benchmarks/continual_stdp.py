@@ -166,6 +166,15 @@ def plan(picked: list[int], seeds: int, out: Path, data_dir: str, quick: bool) -
     return runs, rows
 
 
+def longest_first(runs: list[dict]) -> list[int]:
+    """Indices of ``runs`` in the order to submit them: the longest pipelines first (re-training, then
+    more bits per weight: more cells to program and read), so that no core idles at the end waiting
+    for one long pipeline (largest-processing-time-first scheduling). Ties keep the plan's order."""
+    def cost(i: int) -> tuple[int, int]:
+        return int(retrains(runs[i])), int(runs[i].get("filters", {}).get("bits", 4))
+    return sorted(range(len(runs)), key=cost, reverse=True)
+
+
 def job(cfg: dict[str, Any]) -> dict[str, Any]:
     """One pipeline in a worker: its summary and wall time (s)."""
     t0 = time.perf_counter()
@@ -200,7 +209,9 @@ def main() -> None:
           f"{'pulses':>10s} {'pulse uJ':>10s} {'wall s':>13s}  {'paper':16s} target")
     t_all = time.perf_counter()
     with (_meta.InlineExecutor() if args.jobs == 1 else ProcessPoolExecutor(max_workers=args.jobs)) as pool:
-        futures = [pool.submit(kept_job, cfg) for cfg in runs]
+        futures: list[Any] = [None] * len(runs)
+        for i in longest_first(runs):
+            futures[i] = pool.submit(kept_job, runs[i])
         for r in picked:
             label, _, paper, target = ROWS[r]
             done = [futures[i].result() for i in rows[r]]

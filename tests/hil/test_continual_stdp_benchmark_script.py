@@ -48,3 +48,17 @@ def test_the_row_without_re_training_is_read_from_the_re_training_rows_pipeline(
     assert set(rows[no_sfa]).isdisjoint(rows[k5])  # another STDP setting is another pipeline
     alone, rows = b.plan([k5], 2, tmp_path, "", True)  # without the re-training row: its own pipeline
     assert len(alone) == 2 and not any(c.get("retrain", {}).get("enabled") for c in alone)
+
+
+def test_the_longest_pipelines_are_submitted_first(tmp_path):
+    """Re-training, then more bits per weight first; equal pipelines keep the table's order."""
+    b = load_benchmark("continual_stdp")
+    runs, _ = b.plan(b.DEFAULT_ROWS, 2, tmp_path, "", True)
+    order = b.longest_first(runs)
+    assert sorted(order) == list(range(len(runs)))
+    first = runs[order[0]]
+    assert first["retrain"]["enabled"]
+    bits = [runs[i].get("filters", {}).get("bits", 4) for i in order if not b.retrains(runs[i])]
+    assert bits == sorted(bits, reverse=True) and bits[0] == 8 and bits[-1] == 1
+    fours = [i for i in order if not b.retrains(runs[i]) and runs[i]["filters"]["bits"] == 4]
+    assert fours == sorted(fours)
