@@ -54,6 +54,7 @@ from drivers.technology import Transistor
 #: Precision of the simulated Kirchhoff sums of :meth:`ArrayPhysics.mvm` (see there).
 MVM_DTYPE = np.float32
 
+
 def _per_index(value: float | np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``value`` (V) as a float array of the shape of ``idx`` (a view when it has that shape already)."""
     v = np.asarray(value, dtype=float)
