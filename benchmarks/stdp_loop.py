@@ -63,8 +63,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.images < 1 or args.repeat < 1:
         ap.error("--images and --repeat must be >= 1")
+    try:
+        lines = [int(v) for v in args.lines.split(",")]
+    except ValueError:
+        lines = []
+    if not lines or min(lines) < 1:
+        ap.error(f"--lines must be comma-separated positive integers, got {args.lines!r}")
     with tempfile.TemporaryDirectory() as tmp:
-        for n_in in (int(v) for v in args.lines.split(",")):
+        for n_in in lines:
             bits = feature_maps(args.images, n_in)
             results = [run(bits, None if args.no_store else Path(tmp)) for _ in range(args.repeat)]
             best = min(w for w, _ in results)

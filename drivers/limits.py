@@ -142,11 +142,7 @@ def _extremes(value: float | np.ndarray) -> tuple[float, float] | None:
     arr = np.asarray(value, dtype=float)
     if arr.size == 0:
         return None
-    if arr.ndim == 0:
-        v = float(arr)
-        return v, v
-    lo, hi = float(arr.min()), float(arr.max())
-    return lo, hi
+    return float(arr.min()), float(arr.max())
 
 
 def peak(value: float | np.ndarray) -> float:
