@@ -7,7 +7,8 @@
 ``features`` runs the experiment's filters and features stages (hardware feature maps through the
 filter array and the overlay twin) and saves them. ``bounds`` prints upper bounds of what a
 readout of those binary maps can reach (nearest class mean, softmax regression, k-means
-prototypes labelled on the training stream): diagnostics, not results of the system.
+prototypes labelled on the training stream, a vote of the k nearest training maps): diagnostics,
+not results of the system.
 ``stdp`` runs the STDP block (on a fresh simulated SiOx array) over the first ``--limit`` images of
 a shuffled training stream for each JSON dict of :class:`hil.learning.stdp.STDPParams` fields and
 prints the validation accuracy of the winner and of ``--voters`` vote readouts, the firing rate and
@@ -90,6 +91,28 @@ def kmeans_readout(ftr, ytr, fva, yva, k: int, seed: int = 0, iters: int = 30) -
     return float(np.mean(hist.argmax(1)[((xv**2).sum(1)[:, None] - 2 * xv @ c.T + (c**2).sum(1)[None]).argmin(1)] == yva))
 
 
+def knn_readout(ftr, ytr, fva, yva, ks: tuple[int, ...] = (1, 5, 20), chunk: int = 500) -> dict[int, float]:
+    """Validation accuracy of a k-nearest-neighbour vote (Hamming distance) over every training map.
+
+    The ceiling of any readout that stores labelled patterns and compares a map to them (200
+    prototypes are a subset of these 54,000); ties in distance go to the lower training index, a
+    tied vote to the lower class.
+    """
+    x = ftr.astype(np.float32)
+    xx = (x**2).sum(1)
+    hits = dict.fromkeys(ks, 0)
+    kmax = max(ks)
+    for s in range(0, len(fva), chunk):
+        v = fva[s:s + chunk].astype(np.float32)
+        d = xx[None] - 2 * v @ x.T
+        near = np.argsort(d, axis=1, kind="stable")[:, :kmax]
+        for k in ks:
+            counts = np.zeros((len(v), 10), np.int64)
+            np.add.at(counts, (np.repeat(np.arange(len(v)), k), ytr[near[:, :k]].ravel()), 1)
+            hits[k] += int(np.sum(counts.argmax(1) == yva[s:s + chunk]))
+    return {k: hits[k] / len(fva) for k in ks}
+
+
 def bounds(args: argparse.Namespace) -> None:
     z = np.load(args.npz)
     ftr, fva, ytr, yva = z["ftr"], z["fva"], z["ytr"], z["yva"]
@@ -100,6 +123,8 @@ def bounds(args: argparse.Namespace) -> None:
     print(f"  softmax regression {100 * softmax_regression(ftr, ytr, fva, yva):.2f} %")
     for k in (10, 50, 100, 200):
         print(f"  k-means, {k} prototypes {100 * kmeans_readout(ftr, ytr, fva, yva, k):.2f} %")
+    for k, acc in knn_readout(ftr, ytr, fva, yva).items():
+        print(f"  {k} nearest training maps {100 * acc:.2f} %")
 
 
 def stdp(args: argparse.Namespace) -> None:
