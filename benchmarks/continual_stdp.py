@@ -65,6 +65,14 @@ WINNER16 = {"stdp.sfa_gain": 16.0, "stdp.readout": "winner"}
 #: the vote of BASE.
 K5 = {"filters.untrained": 5, "filters.pool": 4, "filters.vref": "median",
       "stdp.vth0": -32.0, "stdp.sfa_gain": 64.0, "stdp.v_stop_ltd": -0.9}
+#: The STDP block for the paper's CF + FF map, selected on the validation split (seed 0, full MNIST,
+#: hardware map; our choices): that map's bits are noisier within a class (nearest class mean 73 %
+#: against 97 % for the joint filters), so fewer images reach the thresholds of BASE (firing rate
+#: 0.70) and a neuron's weights follow its last few patterns. A lower threshold, a weaker SFA, a
+#: smaller step of both the potentiation (1.2 V SET) and the depression (RESET to -0.9 V), and a
+#: vote of 10: 72.4 % against 63.8 % with BASE's STDP block.
+PAPER = {"filters.kind": "paper", "stdp.vth0": -8.0, "stdp.sfa_gain": 16.0, "stdp.v_pulse_ltp": 1.2,
+         "stdp.v_stop_ltd": -0.9, "stdp.voters": 10}
 #: The paper figure and the issue's targets of the k = 5 rows.
 K5_FIG, K5_TARGET = "Fig. 10 (k = 5)", "untr >= 85 %, all >= 90 %"
 
@@ -72,7 +80,7 @@ K5_FIG, K5_TARGET = "Fig. 10 (k = 5)", "untr >= 85 %, all >= 90 %"
 ROWS = [
     ("MNIST, joint filters, N=200", {}, "99.3 %", ">= 97 %"),
     ("MNIST, joint filters, N=10", {"stdp.n_neurons": 10, **WINNER16}, "", ""),
-    ("MNIST, paper CF + FF, N=200", {"filters.kind": "paper"}, "99.3 %", ""),
+    ("MNIST, paper CF + FF, N=200", PAPER, "99.3 %", ""),
     ("noisy MNIST, joint, noise-aware", {"dataset.noise": 0.2, "filters.noise_aware": 0.5}, "96 %", ">= 93 %"),
     ("Fashion-MNIST, joint", {"dataset.name": "fashion-mnist", "stdp.readout": "winner"}, "93 %", ">= 84 %"),
     ("MNIST k=5, 2x2 pool, median V_REF", K5, K5_FIG, K5_TARGET),
