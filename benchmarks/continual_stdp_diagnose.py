@@ -94,9 +94,9 @@ def kmeans_readout(ftr, ytr, fva, yva, k: int, seed: int = 0, iters: int = 30) -
 def knn_readout(ftr, ytr, fva, yva, ks: tuple[int, ...] = (1, 5, 20), chunk: int = 500) -> dict[int, float]:
     """Validation accuracy of a k-nearest-neighbour vote (Hamming distance) over every training map.
 
-    The ceiling of any readout that stores labelled patterns and compares a map to them (200
-    prototypes are a subset of these 54,000); ties in distance go to the lower training index, a
-    tied vote to the lower class.
+    A reference for readouts that compare a map with stored labelled patterns: this one stores
+    every training map, where the STDP block keeps one learned pattern per neuron. Ties in
+    distance go to the lower training index, a tied vote to the lower class.
     """
     x = ftr.astype(np.float32)
     xx = (x**2).sum(1)
