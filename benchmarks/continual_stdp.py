@@ -50,12 +50,20 @@ BASE = {
     "experiment": "continual-stdp", "overwrite": True,
     "dataset": {"name": "mnist", "source": "full", "validation": 0.1},
     "filters": {"kind": "joint", "untrained": 0, "bits": 4, "pool": 9, "epochs": 4},
-    "stdp": {"n_neurons": 200, "sfa": True, "sfa_gain": 32.0, "readout": "vote", "voters": 5},
+    "stdp": {"n_neurons": 200, "sfa": True, "sfa_gain": 32.0, "vth0": -8.0, "v_stop_ltd": -0.9, "readout": "vote",
+             "voters": 5},
 }
+#: BASE's STDP block (the vote of 5 with sfa_gain 32; vth0 -8 and the RESET to -0.9 V selected after
+#: it, on the validation split of seed 0, on the hardware maps of MNIST, noisy MNIST and
+#: Fashion-MNIST, vote of 5, against vth0 -4 and -1.0 V): 96.60 against 96.30 %, 94.08 against
+#: 93.43 % and 82.53 against 80.52 % (Fashion-MNIST's earlier single winner; 79.73 % with its vote
+#: of 5). A lower threshold lets more images fire (Fashion-MNIST: 98 against 90 %), the weaker
+#: depression keeps more of a neuron's earlier patterns.
 
-#: The STDP settings before the vote readout was selected (the single winner, sfa_gain 16): kept for
+#: The STDP settings before the vote readout was selected (the single winner, sfa_gain 16, vth0 -4, RESET
+#: to -1.0 V): kept for
 #: N = 10 (a vote of 5 among 10 neurons, one per class, is no vote) and for the earlier k = 5 rows.
-WINNER16 = {"stdp.sfa_gain": 16.0, "stdp.readout": "winner"}
+WINNER16 = {"stdp.sfa_gain": 16.0, "stdp.readout": "winner", "stdp.vth0": -4.0, "stdp.v_stop_ltd": -1.0}
 
 #: k = 5 non-trained classes, selected on the validation split (seed 0, full MNIST; our choices, not
 #: the paper's): a local 4x4 max pool (2x2 windows per filter, 256 bits) and every V_REF at the median
@@ -82,7 +90,7 @@ ROWS = [
     ("MNIST, joint filters, N=10", {"stdp.n_neurons": 10, **WINNER16}, "", ""),
     ("MNIST, paper CF + FF, N=200", PAPER, "99.3 %", ""),
     ("noisy MNIST, joint, noise-aware", {"dataset.noise": 0.2, "filters.noise_aware": 0.5}, "96 %", ">= 93 %"),
-    ("Fashion-MNIST, joint", {"dataset.name": "fashion-mnist", "stdp.readout": "winner"}, "93 %", ">= 84 %"),
+    ("Fashion-MNIST, joint", {"dataset.name": "fashion-mnist"}, "93 %", ">= 84 %"),
     ("MNIST k=5, 2x2 pool, median V_REF", K5, K5_FIG, K5_TARGET),
     ("k=5, 2x2 pool, median, no SFA", {**K5, "stdp.sfa": False}, "Fig. 11 (power)", ""),
     ("k=5, 2x2 pool, median, re-trained", {**K5, "retrain.enabled": True}, "Fig. 14", ""),
