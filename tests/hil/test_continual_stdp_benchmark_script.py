@@ -62,3 +62,21 @@ def test_the_longest_pipelines_are_submitted_first(tmp_path):
     assert bits == sorted(bits, reverse=True) and bits[0] == 8 and bits[-1] == 1
     fours = [i for i in order if not b.retrains(runs[i]) and runs[i]["filters"]["bits"] == 4]
     assert fours == sorted(fours)
+
+
+def test_the_mnist_example_is_row_0(tmp_path):
+    """examples/continual-stdp-mnist.toml runs the configuration of the benchmark's row 0 (README)."""
+    import tomllib
+    from pathlib import Path
+
+    from hil.experiments import registry
+
+    b = load_benchmark("continual_stdp")
+    root = Path(__file__).resolve().parents[2]
+    example = tomllib.loads((root / "examples" / "continual-stdp-mnist.toml").read_text())
+    row0 = b.config(b.ROWS[0][1], 0, tmp_path / "row0.h5", "", False)
+    _, a = registry.parse_experiment(example)
+    _, c = registry.parse_experiment(row0)
+    assert (a.filters, a.stdp, a.overlay, a.seed) == (c.filters, c.stdp, c.overlay, c.seed)
+    assert (a.dataset.name, a.dataset.source, a.dataset.validation) == (c.dataset.name, c.dataset.source,
+                                                                        c.dataset.validation)
