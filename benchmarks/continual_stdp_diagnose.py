@@ -76,19 +76,24 @@ def softmax_regression(ftr, ytr, fva, yva, epochs: int = 30, lr: float = 0.005, 
     return float(np.mean((xv @ w + b).argmax(1) == yva))
 
 
+def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (len(a), len(b)) of float32 rows; the Hamming distance for bits."""
+    return (a**2).sum(1)[:, None] - 2 * a @ b.T + (b**2).sum(1)[None]
+
+
 def kmeans_readout(ftr, ytr, fva, yva, k: int, seed: int = 0, iters: int = 30) -> float:
     """Validation accuracy of k prototypes (Lloyd's k-means on the training maps) labelled by majority."""
     rng = np.random.default_rng(seed)
     x = ftr.astype(np.float32)
     c = x[rng.choice(len(x), k, replace=False)].copy()
     for _ in range(iters):
-        a = ((x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None]).argmin(1)
+        a = _sq_distances(x, c).argmin(1)
         for j in range(k):
             c[j] = x[a == j].mean(0) if np.any(a == j) else x[rng.integers(len(x))]
     hist = np.zeros((k, 10))
     np.add.at(hist, (a, ytr), 1)
     xv = fva.astype(np.float32)
-    return float(np.mean(hist.argmax(1)[((xv**2).sum(1)[:, None] - 2 * xv @ c.T + (c**2).sum(1)[None]).argmin(1)] == yva))
+    return float(np.mean(hist.argmax(1)[_sq_distances(xv, c).argmin(1)] == yva))
 
 
 def knn_readout(ftr, ytr, fva, yva, ks: tuple[int, ...] = (1, 5, 20), chunk: int = 500) -> dict[int, float]:
@@ -99,13 +104,11 @@ def knn_readout(ftr, ytr, fva, yva, ks: tuple[int, ...] = (1, 5, 20), chunk: int
     distance go to the lower training index, a tied vote to the lower class.
     """
     x = ftr.astype(np.float32)
-    xx = (x**2).sum(1)
     hits = dict.fromkeys(ks, 0)
     kmax = max(ks)
     for s in range(0, len(fva), chunk):
         v = fva[s:s + chunk].astype(np.float32)
-        d = xx[None] - 2 * v @ x.T
-        near = np.argsort(d, axis=1, kind="stable")[:, :kmax]
+        near = np.argsort(_sq_distances(v, x), axis=1, kind="stable")[:, :kmax]
         for k in ks:
             counts = np.zeros((len(v), 10), np.int64)
             np.add.at(counts, (np.repeat(np.arange(len(v)), k), ytr[near[:, :k]].ravel()), 1)

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import tomllib
+from pathlib import Path
 
 import numpy as np
+
+from hil.experiments import registry
 
 from script_loader import load_benchmark
 
@@ -66,11 +70,6 @@ def test_the_longest_pipelines_are_submitted_first(tmp_path):
 
 def test_the_mnist_example_is_row_0(tmp_path):
     """examples/continual-stdp-mnist.toml runs the configuration of the benchmark's row 0 (README)."""
-    import tomllib
-    from pathlib import Path
-
-    from hil.experiments import registry
-
     b = load_benchmark("continual_stdp")
     root = Path(__file__).resolve().parents[2]
     example = tomllib.loads((root / "examples" / "continual-stdp-mnist.toml").read_text())
